@@ -1,0 +1,107 @@
+"""``python -m mock_server``: run the mock Responses server until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+from .config import ServerConfig
+from .errors import APIError
+from .faults import FAULT_KEYS, FaultSpec, describe_faults
+from .generation import MODES, GenerationOptions, ReplyScript
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m mock_server",
+        description="A local OpenAI-compatible Responses server with background mode, resumable streams and "
+                    "fault injection.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="faults (for --faults, metadata {\"mock_faults\": ...}, the X-Mock-Faults header, PUT /mock/faults):\n"
+               + describe_faults(),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    parser.add_argument("--port", type=int, default=8765, help="port to bind, 0 for a free one (default 8765)")
+    parser.add_argument("--db", type=Path, help="SQLite file that keeps responses across restarts")
+    parser.add_argument("--api-key", default=os.environ.get("MOCK_SERVER_API_KEY"),
+                        help="require this bearer key (default: $MOCK_SERVER_API_KEY, else none)")
+    parser.add_argument("--script", type=Path, help="JSON file mapping prompts to exact replies")
+    parser.add_argument("--poll-retention", type=float, default=600.0,
+                        help="seconds a finished response stays retrievable (default 600)")
+    parser.add_argument("--stream-retention", type=float, default=300.0,
+                        help="seconds a finished response stays streamable (default 300)")
+    pace = parser.add_argument_group("output and pacing")
+    defaults = GenerationOptions()
+    pace.add_argument("--tokens", type=int, default=defaults.tokens, help="text deltas per reply")
+    pace.add_argument("--tps", type=float, default=defaults.tps, help="deltas per second, 0 = unpaced")
+    pace.add_argument("--ttft", type=float, default=defaults.ttft, help="seconds to the first delta")
+    pace.add_argument("--queue-delay", type=float, default=defaults.queue_delay,
+                      help="seconds a background response stays queued")
+    pace.add_argument("--mode", choices=MODES, default=defaults.mode, help="kind of text generated")
+    pace.add_argument("--seed", type=int, default=defaults.seed, help="seed of the generated text")
+    faults = parser.add_argument_group("faults (server-wide)")
+    faults.add_argument("--faults", default="", metavar="SPEC", help="a fault spec such as 'drop_after=40,drops=2'")
+    for key, (kind, help_text) in FAULT_KEYS.items():
+        flag = "--" + key.replace("_", "-")
+        if kind is bool:
+            faults.add_argument(flag, action="store_true", default=None, help=help_text)
+        else:
+            faults.add_argument(flag, type=kind, default=None, metavar="N", help=help_text)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    spec = FaultSpec.parse(args.faults, param="--faults")
+    flags = {key: getattr(args, key) for key in FAULT_KEYS if getattr(args, key) is not None}
+    if flags:
+        spec = dataclasses.replace(spec, **flags)
+    options = GenerationOptions(tokens=args.tokens, tps=args.tps, ttft=args.ttft, queue_delay=args.queue_delay,
+                                mode=args.mode, seed=args.seed)
+    return ServerConfig(
+        options=options,
+        faults=spec,
+        script=ReplyScript.load(args.script) if args.script else None,
+        db=args.db,
+        api_key=args.api_key or None,
+        poll_retention=args.poll_retention,
+        stream_retention=args.stream_retention,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except (APIError, ValueError, OSError) as exc:
+        print(f"mock_server: {exc}", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    from .app import create_app
+
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host=args.host, port=args.port, log_level="warning",
+                                           timeout_graceful_shutdown=2))
+    host = f"[{args.host}]" if ":" in args.host else args.host
+
+    async def serve() -> None:
+        task = asyncio.ensure_future(server.serve())
+        while not server.started and not task.done():
+            await asyncio.sleep(0.01)
+        if server.started:
+            port = server.servers[0].sockets[0].getsockname()[1]
+            where = f" (responses kept in {config.db})" if config.db else ""
+            print(f"Mock Responses server on http://{host}:{port}/v1{where}. Press Ctrl-C to stop.", flush=True)
+        await task
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

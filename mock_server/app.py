@@ -1,0 +1,265 @@
+"""The Starlette application: routes of the Responses API, the control endpoints, auth and error handling."""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .config import ServerConfig
+from .errors import APIError, bad_request, invalid_type
+from .faults import FaultSpec
+from .generation import GenerationOptions
+from .service import ResponseService
+from .streaming import EventStream
+from .validation import parse_create
+
+FAULT_HEADER = "x-mock-faults"
+
+
+def create_app(config: ServerConfig | None = None) -> Starlette:
+    """Build the ASGI app for ``config`` (defaults: in memory, no faults, no key)."""
+    config = config or ServerConfig()
+    service = ResponseService(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await service.startup()
+        try:
+            yield
+        finally:
+            await service.shutdown()
+
+    api = _ResponsesAPI(service)
+    routes = [
+        Route("/v1/responses", api.create, methods=["POST"]),
+        Route("/v1/responses/{response_id}", api.retrieve, methods=["GET"]),
+        Route("/v1/responses/{response_id}", api.delete, methods=["DELETE"]),
+        Route("/v1/responses/{response_id}/cancel", api.cancel, methods=["POST"]),
+        Route("/v1/responses/{response_id}/input_items", api.input_items, methods=["GET"]),
+        Route("/v1/models", api.list_models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", api.get_model, methods=["GET"]),
+        Route("/mock/health", api.health, methods=["GET"]),
+        Route("/mock/faults", api.faults, methods=["GET", "PUT", "DELETE"]),
+        Route("/mock/options", api.options, methods=["GET", "PUT", "DELETE"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={APIError: _api_error, HTTPException: _http_error, Exception: _unexpected_error},
+    )
+    app.state.service = service
+    if config.api_key:
+        app.add_middleware(_BearerAuth, api_key=config.api_key)
+    return app
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, APIError)
+    return exc.to_response()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = f"Invalid URL ({request.method} {request.url.path})"
+    elif exc.status_code == 405:
+        message = f"Method {request.method} is not allowed for {request.url.path}."
+    else:
+        message = str(exc.detail)
+    return APIError(exc.status_code, message, param=None).to_response()
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    return APIError(500, "The mock server hit an unexpected error; this is a bug in mock_server.",
+                    type="server_error").to_response()
+
+
+class _BearerAuth:
+    """Answers 401 in the OpenAI shape unless the request carries the configured bearer key."""
+
+    def __init__(self, app: ASGIApp, api_key: str) -> None:
+        self.app = app
+        self._expected = f"Bearer {api_key}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            given = headers.get(b"authorization")
+            if given is None or not hmac.compare_digest(given, self._expected):
+                message = ("You didn't provide an API key. Send it in an Authorization header using Bearer auth "
+                           "(Authorization: Bearer YOUR_KEY)." if given is None else
+                           "Incorrect API key provided.")
+                error = APIError(401, message, code=None if given is None else "invalid_api_key")
+                await error.to_response()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class _ResponsesAPI:
+    def __init__(self, service: ResponseService) -> None:
+        self.service = service
+
+    async def _gate(self, request: Request, body: bytes = b"", response_id: str | None = None) -> FaultSpec:
+        """Parse the fault header and raise an injected HTTP error if this request should get one."""
+        header = FaultSpec.parse(request.headers.get(FAULT_HEADER), param="X-Mock-Faults")
+        identity = b"\0".join([request.method.encode(), request.url.path.encode(), request.url.query.encode(),
+                               body, request.headers.get(FAULT_HEADER, "").encode()])
+        self.service.check_http_faults(identity, header, response_id)
+        return header
+
+    async def create(self, request: Request) -> Response:
+        raw = await request.body()
+        header = await self._gate(request, raw)
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise bad_request(f"We could not parse the JSON body of your request ({exc}). Send valid JSON with "
+                              "Content-Type: application/json.") from None
+        params = parse_create(body)
+        run = self.service.create(params, header)
+        if params.stream:
+            return EventStream(run, 0, cancel_on_disconnect=not params.background)  # type: ignore[return-value]
+        if not params.background:
+            await run.wait_finished()
+        return JSONResponse(run.record.to_json())
+
+    async def retrieve(self, request: Request) -> Response:
+        response_id = request.path_params["response_id"]
+        await self._gate(request, response_id=response_id)
+        query = request.query_params
+        stream = _bool_query(query.get("stream"), "stream")
+        starting_after = _int_query(query.get("starting_after"), "starting_after")
+        run = self.service.get(response_id)
+        if not stream:
+            return JSONResponse(run.record.to_json())
+        self.service.check_streamable(run)
+        start = 0 if starting_after is None else starting_after + 1
+        return EventStream(run, start)  # type: ignore[return-value]
+
+    async def cancel(self, request: Request) -> Response:
+        response_id = request.path_params["response_id"]
+        await self._gate(request, response_id=response_id)
+        run = self.service.get(response_id)
+        if not run.record.background:
+            raise bad_request("Only responses created with background=true can be cancelled.", param=None)
+        run.cancel()
+        return JSONResponse(run.record.to_json())
+
+    async def delete(self, request: Request) -> Response:
+        response_id = request.path_params["response_id"]
+        await self._gate(request, response_id=response_id)
+        self.service.get(response_id)
+        self.service.delete(response_id)
+        return JSONResponse({"id": response_id, "object": "response", "deleted": True})
+
+    async def input_items(self, request: Request) -> Response:
+        response_id = request.path_params["response_id"]
+        await self._gate(request, response_id=response_id)
+        run = self.service.get(response_id)
+        query = request.query_params
+        limit = _int_query(query.get("limit"), "limit")
+        limit = 20 if limit is None else limit
+        if not 1 <= limit <= 100:
+            raise bad_request("Invalid 'limit': expected a value between 1 and 100.", param="limit")
+        order = query.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise bad_request(f"Invalid 'order': expected 'asc' or 'desc', got '{order}'.", param="order")
+        items = list(run.record.input_items)
+        if order == "desc":
+            items.reverse()
+        after = query.get("after")
+        if after is not None:
+            ids = [item.get("id") for item in items]
+            if after not in ids:
+                raise bad_request(f"Invalid 'after': no input item with id '{after}'.", param="after")
+            items = items[ids.index(after) + 1:]
+        page = items[:limit]
+        return JSONResponse({
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": len(items) > limit,
+        })
+
+    async def list_models(self, request: Request) -> Response:
+        await self._gate(request)
+        return JSONResponse({"object": "list", "data": [_model(m) for m in self.service.config.models]})
+
+    async def get_model(self, request: Request) -> Response:
+        await self._gate(request)
+        return JSONResponse(_model(request.path_params["model_id"]))
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", **self.service.stats()})
+
+    async def faults(self, request: Request) -> Response:
+        if request.method == "PUT":
+            body = await _json_object(request)
+            spec = body.get("faults", "")
+            if not isinstance(spec, str):
+                raise invalid_type("faults", "a string", spec)
+            self.service.set_faults(FaultSpec.parse(spec, param="faults"))
+        elif request.method == "DELETE":
+            self.service.set_faults(FaultSpec())
+        return JSONResponse({"faults": str(self.service.server_faults())})
+
+    async def options(self, request: Request) -> Response:
+        if request.method == "PUT":
+            body = await _json_object(request)
+            spec = body.get("options", "")
+            if not isinstance(spec, str):
+                raise invalid_type("options", "a string", spec)
+            self.service.options = GenerationOptions.parse(spec, self.service.options, param="options")
+        elif request.method == "DELETE":
+            self.service.options = self.service.config.options
+        return JSONResponse({"options": vars(self.service.options)})
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        raise bad_request("We could not parse the JSON body of your request.") from None
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object.")
+    return body
+
+
+def _bool_query(value: str | None, name: str) -> bool:
+    if value is None:
+        return False
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise bad_request(f"Invalid value for '{name}': expected true or false, got '{value}'.", param=name)
+
+
+def _int_query(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise bad_request(f"Invalid type for '{name}': expected an integer, but got '{value}'.", param=name,
+                          code="invalid_type") from None
+    if number < 0:
+        raise bad_request(f"Invalid '{name}': integer below minimum value. Expected a value >= 0, but got "
+                          f"{number} instead.", param=name, code="integer_below_min_value")
+    return number
+
+
+def _model(model_id: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": 1700000000, "owned_by": "agent-nb-mock"}
+

@@ -1,0 +1,35 @@
+"""Server-wide settings, shared by the CLI, :func:`mock_server.serve` and the app factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .faults import FaultSpec
+from .generation import GenerationOptions, ReplyScript
+
+DEFAULT_MODELS = ("mock-model", "gpt-4.1", "gpt-4o-mini", "gpt-5", "o3", "o4-mini")
+
+
+@dataclass
+class ServerConfig:
+    """Everything the server needs to know at start-up.
+
+    Args:
+        options: default pace and shape of generated replies.
+        faults: faults applied to every response created (changeable at run time through ``/mock/faults``).
+        script: exact replies for given prompts.
+        db: SQLite file that keeps responses across restarts; ``None`` keeps them in memory.
+        api_key: when set, requests must send ``Authorization: Bearer <api_key>``.
+        poll_retention: seconds a finished response can still be retrieved (the service keeps about 10 minutes).
+        stream_retention: seconds a finished response can still be streamed again (the service allows 5 minutes).
+    """
+
+    options: GenerationOptions = field(default_factory=GenerationOptions)
+    faults: FaultSpec = field(default_factory=FaultSpec)
+    script: ReplyScript | None = None
+    db: Path | None = None
+    api_key: str | None = None
+    poll_retention: float = 600.0
+    stream_retention: float = 300.0
+    models: tuple[str, ...] = DEFAULT_MODELS

@@ -1,0 +1,138 @@
+"""Fault specifications: the interruptions the server reproduces on demand.
+
+A fault spec is a short string of ``key=value`` pairs separated by commas, semicolons or spaces, for example
+``"drop_after=40,drops=2"`` or ``"http_429=2 retry_after=0.5"``. The same keys work everywhere:
+
+* in a create request's ``metadata`` as ``{"mock_faults": "..."}``: the faults belong to that response for its whole
+  life (HTTP-error keys then fail the *follow-up* requests about it: polls, stream resumes, cancels);
+* in an ``X-Mock-Faults`` request header: stream faults apply to the response the request creates; HTTP-error keys
+  fail the first K identical requests (same method, path, query, body and header), so a retrying client meets K
+  failures and then succeeds;
+* server-wide, from ``--faults``/flags or ``PUT /mock/faults``: stream faults apply to every response created while
+  they are set; HTTP-error keys fail the next K requests of any kind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import bad_request
+
+#: key -> (type, help). The order is the order of ``--help`` and of :func:`describe_faults`.
+FAULT_KEYS: dict[str, tuple[type, str]] = {
+    "drop_after": (int, "drop the connection after N events of a stream"),
+    "drops": (int, "how many stream connections of a response drop (default 1)"),
+    "fail_at": (int, "fail the response at event N with response.failed"),
+    "incomplete_at": (int, "end the response as incomplete after N text deltas"),
+    "http_429": (int, "answer 429 with Retry-After to the next K requests"),
+    "http_500": (int, "answer 500 to the next K requests"),
+    "http_503": (int, "answer 503 to the next K requests"),
+    "retry_after": (float, "seconds sent in Retry-After/retry-after-ms with 429/503 (default 1)"),
+    "stall_after": (int, "stall a stream connection after N events (default 0)"),
+    "stall": (float, "seconds a stream connection stays silent"),
+    "stalls": (int, "how many stream connections of a response stall (default 1)"),
+    "slow_first_token": (float, "seconds before the first text delta"),
+    "expire_stream": (bool, "the resume window has expired: GET ?stream=true answers 400"),
+    "split": (int, "write SSE frames in pieces of N bytes (cuts inside multi-byte characters)"),
+}
+
+_ALIASES = {"ttft": "slow_first_token", "rate_limit": "http_429", "expired": "expire_stream"}
+_SEPARATORS = re.compile(r"[,;\s]+")
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """A parsed fault spec; every field is off (``None``/``0``/``False``) unless set."""
+
+    drop_after: int | None = None
+    drops: int = 1
+    fail_at: int | None = None
+    incomplete_at: int | None = None
+    http_429: int = 0
+    http_500: int = 0
+    http_503: int = 0
+    retry_after: float = 1.0
+    stall_after: int = 0
+    stall: float = 0.0
+    stalls: int = 1
+    slow_first_token: float | None = None
+    expire_stream: bool = False
+    split: int | None = None
+
+    @classmethod
+    def parse(cls, text: str | None, *, param: str = "mock_faults") -> FaultSpec:
+        """Parse ``text``; an unknown key or a bad value raises a 400 naming it."""
+        if text is None or not text.strip():
+            return cls()
+        values: dict[str, Any] = {}
+        for part in _SEPARATORS.split(text.strip()):
+            if not part:
+                continue
+            key, sep, raw = part.partition("=")
+            key = _ALIASES.get(key.strip(), key.strip())
+            if key not in FAULT_KEYS:
+                known = ", ".join(FAULT_KEYS)
+                raise bad_request(f"Unknown mock fault '{key}' in {param}. Known faults: {known}.", param=param)
+            values[key] = _convert(key, raw.strip() if sep else None, param)
+        return cls(**values)
+
+    def merged(self, other: FaultSpec) -> FaultSpec:
+        """This spec with every field that ``other`` sets taken from ``other``."""
+        default = FaultSpec()
+        changes = {
+            f.name: getattr(other, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(other, f.name) != getattr(default, f.name)
+        }
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def http_errors(self) -> dict[int, int]:
+        """``{status: count}`` for the HTTP-error faults that are set."""
+        return {s: n for s, n in ((429, self.http_429), (500, self.http_500), (503, self.http_503)) if n > 0}
+
+    def without_http_errors(self) -> FaultSpec:
+        return dataclasses.replace(self, http_429=0, http_500=0, http_503=0)
+
+    def __str__(self) -> str:
+        default = FaultSpec()
+        parts = []
+        for name in FAULT_KEYS:
+            value = getattr(self, name)
+            if value != getattr(default, name):
+                parts.append(name if value is True else f"{name}={value:g}" if isinstance(value, float) else
+                             f"{name}={value}")
+        return ",".join(parts)
+
+    def is_empty(self) -> bool:
+        return str(self) == ""
+
+
+def _convert(key: str, raw: str | None, param: str) -> Any:
+    kind, _ = FAULT_KEYS[key]
+    if kind is bool:
+        if raw is None or raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise bad_request(f"Invalid value for mock fault '{key}' in {param}: expected true or false.", param=param)
+    if raw is None:
+        raise bad_request(f"Mock fault '{key}' in {param} needs a value, as in '{key}=3'.", param=param)
+    try:
+        value = kind(raw)
+    except ValueError:
+        expected = "an integer" if kind is int else "a number"
+        raise bad_request(
+            f"Invalid value for mock fault '{key}' in {param}: expected {expected}, got '{raw}'.", param=param
+        ) from None
+    if value < 0 or (key in ("split", "drops", "stalls") and value == 0):
+        raise bad_request(f"Invalid value for mock fault '{key}' in {param}: it must be positive.", param=param)
+    return value
+
+
+def describe_faults() -> str:
+    """One line per fault key, for ``--help`` and error messages."""
+    return "\n".join(f"  {key:<17} {help}" for key, (_, help) in FAULT_KEYS.items())

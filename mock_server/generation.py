@@ -1,0 +1,193 @@
+"""Deterministic model output: what the mock "model" says, in how many deltas, at what pace.
+
+The reply is a pure function of the conversation, the seed and the options, so a run regenerated after a server
+crash produces byte-identical events, and a test can predict the exact text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import random
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import bad_request
+
+MODES = ("text", "multibyte", "scripted")
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """How long the reply is, what it is made of, and how fast it arrives.
+
+    ``tokens`` is the number of text deltas; ``tps`` the deltas per second (0 = as fast as possible); ``ttft`` the
+    delay before the first delta; ``queue_delay`` how long a background response stays ``queued``.
+    """
+
+    tokens: int = 120
+    tps: float = 60.0
+    ttft: float = 0.3
+    queue_delay: float = 0.1
+    mode: str = "text"
+    seed: int = 0
+    timestamps: bool = False
+
+    @classmethod
+    def parse(cls, text: str | None, base: GenerationOptions | None = None, *,
+              param: str = "mock_options") -> GenerationOptions:
+        """Options from ``"tokens=200,tps=50,mode=multibyte"``, on top of ``base``."""
+        base = base or cls()
+        if text is None or not text.strip():
+            return base
+        kinds = {f.name: f.type for f in dataclasses.fields(cls)}
+        changes: dict[str, Any] = {}
+        for part in re.split(r"[,;\s]+", text.strip()):
+            if not part:
+                continue
+            key, _, raw = part.partition("=")
+            if key not in kinds:
+                raise bad_request(f"Unknown mock option '{key}' in {param}. Known options: "
+                                  f"{', '.join(kinds)}.", param=param)
+            changes[key] = _convert_option(key, kinds[key], raw, param)
+        return dataclasses.replace(base, **changes)
+
+
+def _convert_option(key: str, kind: Any, raw: str, param: str) -> Any:
+    try:
+        if key == "mode":
+            if raw not in MODES:
+                raise ValueError
+            return raw
+        if kind in ("bool", bool):
+            return raw.lower() in ("", "1", "true", "yes", "on")
+        value = int(raw) if kind in ("int", int) else float(raw)
+    except ValueError:
+        expected = " or ".join(MODES) if key == "mode" else "a number"
+        raise bad_request(f"Invalid value for mock option '{key}' in {param}: expected {expected}, got '{raw}'.",
+                          param=param) from None
+    if value < 0:
+        raise bad_request(f"Invalid value for mock option '{key}' in {param}: it must not be negative.",
+                          param=param)
+    return value
+
+
+class ReplyScript:
+    """Exact replies for given prompts, loaded from a JSON file.
+
+    The file holds either an object mapping prompts to replies, or a list of ``{"prompt"|"contains": ..., "reply":
+    ...}`` entries; ``"*"`` as a prompt is the fallback. Prompts match the last user message, stripped.
+    """
+
+    def __init__(self, entries: list[tuple[str, str, str]]) -> None:
+        self._entries = entries
+
+    @classmethod
+    def load(cls, path: str | Path) -> ReplyScript:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        entries: list[tuple[str, str, str]] = []
+        if isinstance(data, dict):
+            entries = [("prompt", str(k), str(v)) for k, v in data.items()]
+        elif isinstance(data, list):
+            for item in data:
+                if not isinstance(item, dict) or "reply" not in item or not ({"prompt", "contains"} & item.keys()):
+                    raise ValueError(f"{path}: each entry needs 'reply' and 'prompt' or 'contains': {item!r}")
+                kind = "prompt" if "prompt" in item else "contains"
+                entries.append((kind, str(item[kind]), str(item["reply"])))
+        else:
+            raise ValueError(f"{path}: expected a JSON object or list of entries")
+        return cls(entries)
+
+    def reply_for(self, prompt: str) -> str | None:
+        prompt = prompt.strip()
+        fallback = None
+        for kind, pattern, reply in self._entries:
+            if kind == "prompt" and pattern == "*":
+                fallback = reply
+            elif (kind == "prompt" and pattern.strip() == prompt) or (kind == "contains" and pattern in prompt):
+                return reply
+        return fallback
+
+
+def conversation_seed(seed: int, parts: list[str]) -> int:
+    """A stable 64-bit seed from the options' seed and the conversation (independent of PYTHONHASHSEED)."""
+    digest = hashlib.sha256(json.dumps([seed, parts], ensure_ascii=False).encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def plan_reply(options: GenerationOptions, conversation: list[str], scripted: str | None) -> list[str]:
+    """The reply as its list of text deltas."""
+    rng = random.Random(conversation_seed(options.seed, conversation))
+    if scripted is not None:
+        return _split_scripted(scripted, rng)
+    if options.mode == "multibyte":
+        return _multibyte_tokens(rng, options.tokens)
+    return _text_tokens(rng, options.tokens, conversation[-1].partition(": ")[2] if conversation else "")
+
+
+_WORDS = (
+    "market demand revenue growth segment launch pricing channel margin customer retention forecast quarter "
+    "competitor adoption pipeline strategy risk regulatory supply cost analysis signal trend portfolio region "
+    "enterprise partner product feature roadmap baseline scenario upside downside volume share premium "
+    "elasticity cohort funnel conversion churn acquisition budget capacity inventory logistics compliance "
+    "the a of and to in for with on by across while because therefore however overall notably strong modest "
+    "steady early late new existing key primary secondary expected projected measured observed"
+).split()
+
+
+def _text_tokens(rng: random.Random, count: int, prompt: str) -> list[str]:
+    topic = " ".join(re.findall(r"\w+", prompt)[:6]) or "the request"
+    tokens: list[str] = []
+    tokens += [w + " " for w in ["##", "Notes", "on"]] + [w + " " for w in topic.split()]
+    tokens[-1] = tokens[-1].rstrip() + "\n\n"
+    sentence_left = rng.randint(6, 16)
+    capital = True
+    while len(tokens) < count:
+        if rng.random() < 0.04:
+            tokens.append(rng.choice(["- ", "1. ", "**Key point:** "]))
+        word = rng.choice(_WORDS)
+        if capital:
+            word = word.capitalize()
+            capital = False
+        sentence_left -= 1
+        if sentence_left <= 0:
+            end = rng.choice([".", ".", ".", "!", ";"])
+            sep = "\n\n" if rng.random() < 0.2 else " "
+            tokens.append(word + end + sep)
+            sentence_left = rng.randint(6, 16)
+            capital = end != ";"
+        else:
+            tokens.append(word + ("," if rng.random() < 0.08 else "") + " ")
+    tokens = tokens[:count]
+    if tokens:
+        tokens[-1] = tokens[-1].rstrip(" ,;\n") + "."
+    return tokens
+
+
+_MULTIBYTE_PIECES = (
+    "市场分析", "第四季度", "产品发布", "增长", "风险评估", "客户", "合规报告", "深度研究",
+    "🚀", "📈", "👩\u200d💻", "👨\u200d👩\u200d👧\u200d👦", "🇨🇳", "🇺🇸", "👍🏽", "✅", "❤\ufe0f",
+    "e\u0301", "n\u0303", "a\u0308", "Z\u0351\u0337", "o\u0302\u0323",
+    "naïve", "café", "Ελληνικά", "Привет", "עברית", "日本語", "한국어", " ", " ", "，", "。", "\n",
+)
+
+
+def _multibyte_tokens(rng: random.Random, count: int) -> list[str]:
+    tokens: list[str] = []
+    while len(tokens) < count:
+        piece = rng.choice(_MULTIBYTE_PIECES)
+        while piece and len(tokens) < count:
+            n = rng.randint(1, 3)
+            tokens.append(piece[:n])
+            piece = piece[n:]
+    return tokens
+
+
+def _split_scripted(text: str, rng: random.Random) -> list[str]:
+    """Split an exact reply into word-sized deltas (whitespace stays with the word before it)."""
+    tokens = re.findall(r"\S+\s*|\s+", text)
+    return tokens or ([text] if text else [])

@@ -1,0 +1,235 @@
+"""One response being generated: its deterministic plan of events, its pacing, and the log streams read from.
+
+A :class:`Run` turns a :class:`~mock_server.records.ResponseRecord` into a fixed list of steps (``created``, …,
+deltas, …, ``completed``) and emits them on the event loop at the configured pace into an append-only log of SSE
+frames. Streams read that log by index, so a replay followed by live events has no gap and no duplicate, and any
+number of clients can follow one run. The run goes on whatever its clients do, unless it is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .faults import FaultSpec
+from .generation import GenerationOptions
+from .records import ResponseRecord
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str
+    delta: str = ""
+    delay: float = 0.0  # seconds after the previous step
+
+
+def plan_steps(record: ResponseRecord, options: GenerationOptions, faults: FaultSpec,
+               deltas: list[str]) -> list[Step]:
+    """The complete, deterministic list of steps of a response, faults applied."""
+    ending = "completed"
+    if record.max_output_tokens is not None and len(deltas) > record.max_output_tokens:
+        deltas, ending = deltas[: record.max_output_tokens], "incomplete"
+    if faults.incomplete_at is not None and faults.incomplete_at < len(deltas):
+        deltas, ending = deltas[: faults.incomplete_at], "incomplete"
+    ttft = faults.slow_first_token if faults.slow_first_token is not None else options.ttft
+    gap = 1.0 / options.tps if options.tps > 0 else 0.0
+    steps = [Step("created")]
+    if record.background:
+        steps.append(Step("queued"))
+    steps.append(Step("in_progress", delay=options.queue_delay if record.background else 0.0))
+    steps += [Step("item_added"), Step("part_added")]
+    steps += [Step("delta", d, ttft if i == 0 else gap) for i, d in enumerate(deltas)]
+    steps += [Step("text_done"), Step("part_done"), Step("item_done"), Step(ending)]
+    if faults.fail_at is not None:
+        at = max(1, faults.fail_at)
+        if at < len(steps):
+            steps = [*steps[:at], Step("failed")]
+    return steps
+
+
+class Run:
+    """The live state of one response: its record, its event log, and the task generating it."""
+
+    def __init__(self, record: ResponseRecord, steps: list[Step], faults: FaultSpec, options: GenerationOptions,
+                 on_event: Callable[[Run, int, str, str], None] | None = None,
+                 on_record: Callable[[Run], None] | None = None) -> None:
+        self.record = record
+        self.steps = steps
+        self.faults = faults
+        self.options = options
+        self.frames: list[bytes] = []
+        self.stream_connections = 0
+        self.http_errors = dict(faults.http_errors)
+        self._on_event = on_event
+        self._on_record = on_record
+        self._waiters: list[asyncio.Future[None]] = []
+        self._task: asyncio.Task[None] | None = None
+        m = record.message_id
+        self._delta_prefix = ('{"type":"response.output_text.delta","sequence_number":')
+        self._delta_middle = f',"item_id":"{m}","output_index":0,"content_index":0,"delta":'
+        self._delta_suffix = ',"logprobs":[]' + ("" if not options.timestamps else ',"mock_emitted_at":')
+
+    # -- reading -----------------------------------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        """True once no more events will be appended (terminal, or cancelled)."""
+        return self.record.terminal
+
+    def wait_for_more(self, count: int) -> asyncio.Future[None]:
+        """A future that completes when the log has more than ``count`` frames or the run is finished."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if len(self.frames) > count or self.finished:
+            fut.set_result(None)
+        else:
+            self._waiters.append(fut)
+        return fut
+
+    async def wait_finished(self) -> None:
+        while not self.finished:
+            await self.wait_for_more(len(self.frames))
+
+    def _notify(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    # -- generating --------------------------------------------------------------------------------------------
+    def start(self, from_step: int = 0) -> None:
+        """Generate steps ``from_step`` onwards in a task on the running loop."""
+        self._task = asyncio.get_running_loop().create_task(self._generate(from_step), name=self.record.id)
+
+    def replay_silently(self, frames: list[bytes]) -> None:
+        """Rebuild the state after ``frames`` (loaded from storage) without emitting them again."""
+        for index in range(len(frames)):
+            self._apply(index, self.steps[index])
+        self.frames = list(frames)
+
+    async def _generate(self, start: int) -> None:
+        loop = asyncio.get_running_loop()
+        steps = self.steps
+        index = start
+        due = loop.time()  # when steps[index] is due
+        try:
+            while index < len(steps):
+                wait = due - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                now = loop.time()
+                # Emit every step that is due by now, then wake the readers once.
+                while True:
+                    self._emit(index, steps[index])
+                    index += 1
+                    if index >= len(steps):
+                        break
+                    due += steps[index].delay
+                    if due > now:
+                        break
+                self._notify()
+        finally:
+            self._notify()
+
+    def _emit(self, index: int, step: Step) -> None:
+        data = self._apply(index, step)
+        event_type = _EVENT_TYPES[step.kind]
+        frame = b"event: " + event_type.encode() + b"\ndata: " + data.encode() + b"\n\n"
+        self.frames.append(frame)
+        if self._on_event is not None:
+            self._on_event(self, index, event_type, data)
+        if step.kind in _LIFECYCLE and self._on_record is not None:
+            self._on_record(self)
+
+    def _apply(self, seq: int, step: Step) -> str:
+        """Apply ``step`` to the record and return the event's JSON."""
+        r = self.record
+        kind = step.kind
+        if kind == "delta":
+            r.text += step.delta
+            r.output_tokens += 1
+            tail = self._delta_suffix + (f"{time.time():.6f}}}" if self.options.timestamps else "}")
+            return f"{self._delta_prefix}{seq}{self._delta_middle}{_dumps(step.delta)}{tail}"
+        event: dict[str, Any] = {"type": _EVENT_TYPES[kind], "sequence_number": seq}
+        if kind == "created":
+            r.status = "queued" if r.background else "in_progress"
+            event["response"] = r.to_json()
+        elif kind == "queued":
+            r.status = "queued"
+            event["response"] = r.to_json()
+        elif kind == "in_progress":
+            r.status = "in_progress"
+            event["response"] = r.to_json()
+        elif kind == "item_added":
+            r.item_status = "in_progress"
+            event.update(output_index=0, item=r.message_item(status="in_progress", with_content=False))
+        elif kind in ("part_added", "part_done"):
+            text = "" if kind == "part_added" else r.text
+            event.update(item_id=r.message_id, output_index=0, content_index=0,
+                         part={"type": "output_text", "text": text, "annotations": [], "logprobs": []})
+        elif kind == "text_done":
+            event.update(item_id=r.message_id, output_index=0, content_index=0, text=r.text, logprobs=[])
+        elif kind == "item_done":
+            r.item_status = "incomplete" if self.steps[-1].kind == "incomplete" else "completed"
+            event.update(output_index=0, item=r.message_item())
+        else:  # terminal
+            if kind == "incomplete":
+                r.incomplete_details = {"reason": "max_output_tokens"}
+            elif kind == "failed":
+                if r.item_status == "in_progress":
+                    r.item_status = "incomplete"
+                r.error = {"code": "server_error",
+                           "message": f"The model failed to generate a response (mock fault at event {seq})."}
+            r.finish(kind)
+            event["response"] = r.to_json()
+        return _dumps(event)
+
+    def cancel(self) -> bool:
+        """Stop generating and mark the response ``cancelled``; False if it had already ended."""
+        if self.finished:
+            return False
+        if self._task is not None:
+            self._task.cancel()
+        if self.record.item_status == "in_progress":
+            self.record.item_status = "incomplete"
+        self.record.finish("cancelled")
+        if self._on_record is not None:
+            self._on_record(self)
+        self._notify()
+        return True
+
+    def discard(self) -> None:
+        """Stop generating without recording an outcome (the response was deleted)."""
+        if self._task is not None:
+            self._task.cancel()
+        self._notify()
+
+    async def stop(self) -> None:
+        """Stop the generating task without changing the record (server shutdown)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+
+_EVENT_TYPES = {
+    "created": "response.created",
+    "queued": "response.queued",
+    "in_progress": "response.in_progress",
+    "item_added": "response.output_item.added",
+    "part_added": "response.content_part.added",
+    "delta": "response.output_text.delta",
+    "text_done": "response.output_text.done",
+    "part_done": "response.content_part.done",
+    "item_done": "response.output_item.done",
+    "completed": "response.completed",
+    "incomplete": "response.incomplete",
+    "failed": "response.failed",
+}
+_LIFECYCLE = frozenset({"created", "in_progress", "completed", "incomplete", "failed"})

@@ -1,0 +1,236 @@
+"""The responses held by one server: creating, finding, expiring and restoring them, and the HTTP-error faults."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import time
+from typing import Any
+
+from .config import ServerConfig
+from .errors import APIError, not_found
+from .faults import FaultSpec
+from .generation import GenerationOptions, plan_reply
+from .persistence import SQLitePersistence
+from .records import ResponseRecord, new_id
+from .runs import Run, plan_steps
+from .validation import CreateParams, item_text
+
+_HTTP_FAULT_BODIES = {
+    429: ("Rate limit reached for requests (mock fault). Please try again in {s}s.", "requests",
+          "rate_limit_exceeded"),
+    500: ("The server had an error while processing your request (mock fault). Sorry about that!", "server_error",
+          None),
+    503: ("The server is overloaded or not ready yet (mock fault). Please try again in {s}s.", "server_error",
+          None),
+}
+
+
+def http_fault(status: int, retry_after: float) -> APIError:
+    message, kind, code = _HTTP_FAULT_BODIES[status]
+    headers = {}
+    if status in (429, 503):
+        headers = {"retry-after": str(max(0, math.ceil(retry_after))), "retry-after-ms": str(int(retry_after * 1000))}
+    return APIError(status, message.format(s=f"{retry_after:g}"), type=kind, code=code, headers=headers)
+
+
+class ResponseService:
+    """All responses of one server, in memory and (with ``config.db``) in SQLite."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.faults = config.faults.without_http_errors()
+        self.options = config.options
+        self.runs: dict[str, Run] = {}
+        self._server_http: dict[int, int] = dict(config.faults.http_errors)
+        self._server_retry_after = config.faults.retry_after
+        self._request_http: dict[str, dict[int, int]] = {}
+        self._persistence = SQLitePersistence(config.db) if config.db else None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------------------------
+    async def startup(self) -> None:
+        if self._persistence is not None:
+            self._restore(self._persistence)
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    async def shutdown(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for run in list(self.runs.values()):
+            await run.stop()
+        if self._persistence is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._persistence.close)
+
+    def set_faults(self, spec: FaultSpec) -> None:
+        """Replace the server-wide faults; HTTP-error counts start again."""
+        self.faults = spec.without_http_errors()
+        self._server_http = dict(spec.http_errors)
+        self._server_retry_after = spec.retry_after
+
+    def server_faults(self) -> FaultSpec:
+        return self.faults.merged(FaultSpec(http_429=self._server_http.get(429, 0),
+                                            http_500=self._server_http.get(500, 0),
+                                            http_503=self._server_http.get(503, 0),
+                                            retry_after=self._server_retry_after))
+
+    # -- HTTP-error faults --------------------------------------------------------------------------------------
+    def check_http_faults(self, identity: bytes, header: FaultSpec | None, response_id: str | None) -> None:
+        """Raise the injected HTTP error this request should get, if any."""
+        status = _take(self._server_http)
+        if status:
+            raise http_fault(status, self._server_retry_after)
+        if header is not None and header.http_errors:
+            key = hashlib.sha256(identity).hexdigest()
+            counts = self._request_http.setdefault(key, dict(header.http_errors))
+            status = _take(counts)
+            if status:
+                raise http_fault(status, header.retry_after)
+        if response_id is not None:
+            run = self.runs.get(response_id)
+            if run is not None:
+                status = _take(run.http_errors)
+                if status:
+                    raise http_fault(status, run.faults.retry_after)
+
+    # -- creating -----------------------------------------------------------------------------------------------
+    def create(self, params: CreateParams, header_faults: FaultSpec) -> Run:
+        faults = self.faults.merged(header_faults.without_http_errors()).merged(
+            FaultSpec.parse(params.metadata.get("mock_faults"), param="metadata.mock_faults"))
+        options = GenerationOptions.parse(params.metadata.get("mock_options"), self.options,
+                                          param="metadata.mock_options")
+        conversation = self._conversation(params)
+        prompt = next((item_text(i) for i in reversed(params.input_items) if i.get("role") == "user"), "")
+        scripted = params.metadata.get("mock_reply")
+        if scripted is None and self.config.script is not None:
+            scripted = self.config.script.reply_for(prompt)
+        record = ResponseRecord(
+            id=new_id("resp"),
+            model=params.model,
+            created_at=int(time.time()),
+            background=params.background,
+            store=params.store,
+            stream=params.stream,
+            input_items=params.input_items,
+            conversation=conversation,
+            instructions=params.instructions,
+            metadata=params.metadata,
+            previous_response_id=params.previous_response_id,
+            max_output_tokens=params.max_output_tokens,
+            options=_options_string(options),
+            faults=str(faults),
+            scripted=scripted,
+            status="queued" if params.background else "in_progress",
+        )
+        run = self._build_run(record)
+        if params.store:
+            self.runs[record.id] = run
+            self._save(run)
+        run.start()
+        return run
+
+    def _conversation(self, params: CreateParams) -> list[str]:
+        history: list[str] = []
+        if params.previous_response_id is not None:
+            previous = self.runs.get(params.previous_response_id)
+            if previous is None:
+                raise APIError(404, f"Previous response with id '{params.previous_response_id}' not found.",
+                               param="previous_response_id", code="previous_response_not_found")
+            if not previous.finished:
+                raise APIError(400, f"Previous response with id '{params.previous_response_id}' is still "
+                               f"{previous.record.status}; wait until it has finished.",
+                               param="previous_response_id", code="previous_response_in_progress")
+            history = [*previous.record.conversation, f"assistant: {previous.record.text}"]
+        if params.instructions:
+            history.append(f"instructions: {params.instructions}")
+        return history + [f"{i.get('role', i.get('type'))}: {item_text(i)}" for i in params.input_items]
+
+    def _build_run(self, record: ResponseRecord) -> Run:
+        faults = FaultSpec.parse(record.faults)
+        options = GenerationOptions.parse(record.options)
+        deltas = plan_reply(options, record.conversation, record.scripted)
+        steps = plan_steps(record, options, faults, deltas)
+        persist = self._persistence
+        on_event = None if persist is None else (
+            lambda run, seq, kind, data: persist.save_event(run.record.id, seq, kind, data))
+        return Run(record, steps, faults, options, on_event=on_event if record.store else None,
+                   on_record=self._save if record.store else None)
+
+    def _save(self, run: Run) -> None:
+        if self._persistence is not None:
+            self._persistence.save_record(run.record.to_dict(), time.time())
+
+    def _restore(self, persistence: SQLitePersistence) -> None:
+        for data, frames in persistence.load():
+            record = ResponseRecord.from_dict(data)
+            if record.terminal:
+                run = self._build_run(record)
+                run.frames = frames
+            else:
+                fresh = ResponseRecord.from_dict({**data, "text": "", "output_tokens": 0, "item_status": None,
+                                                  "status": "queued" if record.background else "in_progress"})
+                run = self._build_run(fresh)
+                run.replay_silently(frames)
+                if not record.background:
+                    # A foreground response dies with its connection, and the connection died with the server.
+                    run.cancel()
+                elif not run.finished:
+                    run.start(from_step=len(frames))
+            self.runs[record.id] = run
+
+    # -- finding ------------------------------------------------------------------------------------------------
+    def get(self, response_id: str) -> Run:
+        run = self.runs.get(response_id)
+        if run is None or self._expired(run, self.config.poll_retention):
+            if run is not None:
+                self.delete(response_id)
+            raise not_found(response_id)
+        return run
+
+    def check_streamable(self, run: Run) -> None:
+        if not run.record.background:
+            raise APIError(400, "This response cannot be streamed because it was not created with background=true.",
+                           param="stream")
+        if run.faults.expire_stream or self._expired(run, self.config.stream_retention):
+            minutes = self.config.stream_retention / 60
+            raise APIError(400, f"Response '{run.record.id}' can no longer be streamed because it is more than "
+                           f"{minutes:g} minutes old.", param="stream", code=None)
+
+    @staticmethod
+    def _expired(run: Run, retention: float) -> bool:
+        ended = run.record.ended_at
+        return ended is not None and time.time() - ended > retention
+
+    def delete(self, response_id: str) -> None:
+        run = self.runs.pop(response_id, None)
+        if run is not None:
+            run.discard()
+        if self._persistence is not None:
+            self._persistence.delete(response_id)
+
+    async def _sweep_forever(self) -> None:
+        interval = max(0.5, min(30.0, self.config.poll_retention / 4))
+        while True:
+            await asyncio.sleep(interval)
+            for response_id, run in list(self.runs.items()):
+                if self._expired(run, self.config.poll_retention):
+                    self.delete(response_id)
+
+    def stats(self) -> dict[str, Any]:
+        statuses: dict[str, int] = {}
+        for run in self.runs.values():
+            statuses[run.record.status] = statuses.get(run.record.status, 0) + 1
+        return {"responses": len(self.runs), "statuses": statuses}
+
+
+def _take(counts: dict[int, int]) -> int | None:
+    for status in (429, 500, 503):
+        if counts.get(status, 0) > 0:
+            counts[status] -= 1
+            return status
+    return None
+
+
+def _options_string(options: GenerationOptions) -> str:
+    return ",".join(f"{k}={v}" for k, v in vars(options).items())
