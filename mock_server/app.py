@@ -85,14 +85,17 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
 
 
 class _BearerAuth:
-    """Answers 401 in the OpenAI shape unless the request carries the configured bearer key."""
+    """Answers 401 in the OpenAI shape unless the request carries the configured bearer key.
+
+    ``/mock/health`` stays open so that supervisors can probe the server without the key.
+    """
 
     def __init__(self, app: ASGIApp, api_key: str) -> None:
         self.app = app
         self._expected = f"Bearer {api_key}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and scope["path"] != "/mock/health":
             headers = dict(scope["headers"])
             given = headers.get(b"authorization")
             if given is None or not hmac.compare_digest(given, self._expected):

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from mock_server import GenerationOptions, MockServer, ServerConfig
+
+#: Fast defaults for tests: short replies, no pacing, so runs finish in milliseconds unless a test asks otherwise.
+FAST = GenerationOptions(tokens=40, tps=0, ttft=0, queue_delay=0)
+
+
+@pytest.fixture(scope="session")
+def mock() -> Iterator[MockServer]:
+    """One in-process mock server for the whole session (tests set faults per request, not server-wide)."""
+    with MockServer(ServerConfig(options=FAST)) as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_mock() -> Iterator[MockServer]:
+    """A mock server of a test's own, for server-wide faults and settings."""
+    with MockServer(ServerConfig(options=FAST)) as server:
+        yield server
+
+
+@pytest.fixture
+def client(mock: MockServer) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=mock.url, api_key="test-key", _strict_response_validation=True,
+                       max_retries=0) as sdk:
+        yield sdk
+
+
+@pytest.fixture
+def http(mock: MockServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=mock.base_url, timeout=10) as session:
+        yield session
