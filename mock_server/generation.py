@@ -11,7 +11,6 @@ import hashlib
 import json
 import random
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,14 +128,17 @@ def plan_reply(options: GenerationOptions, conversation: list[str], scripted: st
     return _text_tokens(rng, options.tokens, conversation[-1].partition(": ")[2] if conversation else "")
 
 
-_WORDS = (
-    "market demand revenue growth segment launch pricing channel margin customer retention forecast quarter "
-    "competitor adoption pipeline strategy risk regulatory supply cost analysis signal trend portfolio region "
-    "enterprise partner product feature roadmap baseline scenario upside downside volume share premium "
-    "elasticity cohort funnel conversion churn acquisition budget capacity inventory logistics compliance "
-    "the a of and to in for with on by across while because therefore however overall notably strong modest "
-    "steady early late new existing key primary secondary expected projected measured observed"
-).split()
+_WORDS = tuple(
+    """
+    market demand revenue growth segment launch pricing channel margin customer retention forecast
+    quarter competitor adoption pipeline strategy risk regulatory supply cost analysis signal trend
+    portfolio region enterprise partner product feature roadmap baseline scenario upside downside volume
+    share premium elasticity cohort funnel conversion churn acquisition budget capacity inventory
+    logistics compliance the a of and to in for with on by across while because therefore however
+    overall notably strong modest steady early late new existing key primary secondary expected
+    projected measured observed
+    """.split()
+)
 
 
 def _text_tokens(rng: random.Random, count: int, prompt: str) -> list[str]:

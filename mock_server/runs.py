@@ -9,6 +9,7 @@ number of clients can follow one run. The run goes on whatever its clients do, u
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -212,10 +213,8 @@ class Run:
         """Stop the generating task without changing the record (server shutdown)."""
         if self._task is not None and not self._task.done():
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
 
 
 _EVENT_TYPES = {

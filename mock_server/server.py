@@ -83,7 +83,7 @@ class MockServer:
 
         self._thread = threading.Thread(target=run, name=f"mock-server-{self.port}", daemon=True)
         self._thread.start()
-        if not _wait(lambda: self._server is not None and self._server.started or bool(failure)
+        if not _wait(lambda: (self._server is not None and self._server.started) or bool(failure)
                      or not self._thread.is_alive(), timeout):  # type: ignore[union-attr]
             self.stop()
             raise RuntimeError(f"The mock server did not start within {timeout:g} seconds.")

@@ -126,7 +126,7 @@ def test_cancel_is_idempotent_and_ends_the_stream(client: openai.OpenAI) -> None
     again = client.responses.cancel(created.id)
     assert again.status == "cancelled"
     assert client.responses.retrieve(created.id).status == "cancelled"
-    text, seqs, final = collect(client.responses.retrieve(created.id, stream=True))
+    _text, _seqs, final = collect(client.responses.retrieve(created.id, stream=True))
     assert final is None  # the stream simply ends: there is no response.cancelled event
 
 

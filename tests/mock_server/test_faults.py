@@ -158,15 +158,15 @@ def test_expire_stream_refuses_to_resume(client: openai.OpenAI) -> None:
 def test_split_cuts_frames_inside_multibyte_characters(mock: MockServer, client: openai.OpenAI) -> None:
     options = "tokens=80,tps=0,ttft=0,queue_delay=0,mode=multibyte"
     sock = socket.create_connection(("127.0.0.1", mock.port))  # type: ignore[arg-type]
-    body = ('{"model":"o3","input":"Split","background":true,"stream":true,"metadata":{"mock_options":"%s",'
-            '"mock_faults":"split=5"}}' % options).encode()
+    body = (f'{{"model":"o3","input":"Split","background":true,"stream":true,"metadata":{{"mock_options":"{options}",'
+            '"mock_faults":"split=5"}}').encode()
     sock.sendall(b"POST /v1/responses HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close"
                  b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
     raw = b""
     while chunk := sock.recv(65536):
         raw += chunk
     sock.close()
-    head, _, chunked = raw.partition(b"\r\n\r\n")
+    _head, _, chunked = raw.partition(b"\r\n\r\n")
     pieces = _dechunk(chunked)
     assert max(len(p) for p in pieces) <= 5
     cut_inside_a_character = 0
@@ -194,7 +194,7 @@ def _dechunk(data: bytes) -> list[bytes]:
 
 
 def test_unknown_fault_is_a_400_that_lists_the_known_ones(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError, match="Unknown mock fault 'explode'.*drop_after"):
+    with pytest.raises(openai.BadRequestError, match=r"Unknown mock fault 'explode'.*drop_after"):
         client.responses.create(model="o3", input="x", metadata={"mock_faults": "explode=1"})
     with pytest.raises(openai.BadRequestError, match="expected an integer, got 'many'"):
         client.responses.create(model="o3", input="x", extra_headers={"X-Mock-Faults": "drop_after=many"})

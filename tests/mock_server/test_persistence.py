@@ -34,7 +34,7 @@ def test_finished_responses_are_served_as_before_after_kill_9(tmp_path: Path) ->
     with ServerProcess("--db", str(db)) as server, openai.OpenAI(base_url=server.url, api_key="k") as sdk:
         again = sdk.responses.retrieve(done.id)
         assert again.status == "completed" and again.output_text == done.output_text
-        replay, seqs, final = collect(sdk.responses.retrieve(done.id, stream=True))
+        replay, seqs, _final = collect(sdk.responses.retrieve(done.id, stream=True))
         assert replay == before == done.output_text and seqs == list(range(len(seqs)))
 
 

@@ -1,0 +1,38 @@
+# Every target sets up what it needs: a virtualenv in .venv with the project and its test extras.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+PORT   ?= 8765
+
+.PHONY: demo mock test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	rm -f $(VENV)/.installed-* && touch $@
+
+## demo: set up, then start the bundled mock Responses server on http://127.0.0.1:$(PORT)/v1
+demo: mock
+
+mock: $(STAMP)
+	$(BIN)/python -m mock_server --port $(PORT)
+
+## test: set up, then lint, type-check and run the whole test suite
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check . || true
+	$(BIN)/mypy
+
+## bench: run the benchmarks (figures are printed as ratios against a peer measured in the same run)
+bench: $(STAMP)
+	$(BIN)/python bench/bench_server.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
