@@ -1,7 +1,65 @@
-"""agent-nb: run long AI-agent tasks from Jupyter with background responses that resume exactly."""
+"""agent-nb: run long AI-agent tasks from Jupyter with background responses that resume exactly.
+
+The library face is Agent Framework's: ``OpenAIResponsesClient(model_id=...).as_agent(...)``, ``agent.run(...,
+options={"background": True})`` and ``continuation_token``. Every background run is recorded in a :class:`RunStore`
+so that it survives a dropped connection and a restarted kernel.
+"""
 
 from __future__ import annotations
 
+from ._agent import Agent, AgentSession, OpenAIResponsesClient
+from ._client import ResponsesClient, RetryPolicy
+from ._errors import (
+    AgentNBError,
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ConnectionLost,
+    InvalidContinuationToken,
+    RunError,
+    RunExpired,
+    RunFailed,
+    RunNotFound,
+    ServiceUnavailable,
+    StoredRunNotFound,
+    StoreError,
+)
+from ._run import BackgroundRun
+from ._store import RedisRunStore, RunRecord, RunStore, SQLiteRunStore, default_store
+from ._token import ContinuationToken
+from ._updates import AgentResponse, AgentResponseUpdate
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "APIError",
+    "Agent",
+    "AgentNBError",
+    "AgentResponse",
+    "AgentResponseUpdate",
+    "AgentSession",
+    "AuthenticationError",
+    "BackgroundRun",
+    "BadRequestError",
+    "ConfigurationError",
+    "ConnectionLost",
+    "ContinuationToken",
+    "InvalidContinuationToken",
+    "OpenAIResponsesClient",
+    "RedisRunStore",
+    "ResponsesClient",
+    "RetryPolicy",
+    "RunError",
+    "RunExpired",
+    "RunFailed",
+    "RunNotFound",
+    "RunRecord",
+    "RunStore",
+    "SQLiteRunStore",
+    "ServiceUnavailable",
+    "StoreError",
+    "StoredRunNotFound",
+    "__version__",
+    "default_store",
+]

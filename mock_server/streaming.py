@@ -128,3 +128,5 @@ class EventStream:
                 await send({"type": "http.response.body", "body": frame[i:i + self.split], "more_body": True})
         else:
             await send({"type": "http.response.body", "body": frame, "more_body": True})
+        # Sends rarely suspend, so give other connections (and the disconnect watcher) a turn after each frame.
+        await asyncio.sleep(0)

@@ -37,3 +37,13 @@ def client(mock: MockServer) -> Iterator[openai.OpenAI]:
 def http(mock: MockServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=mock.base_url, timeout=10) as session:
         yield session
+
+
+@pytest.fixture(autouse=True)
+def agent_nb_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> object:
+    """Each test gets its own run store directory, and no real endpoint from the environment."""
+    home = tmp_path_factory.mktemp("agent_nb_home")
+    monkeypatch.setenv("AGENT_NB_HOME", str(home))
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    return home

@@ -1,0 +1,269 @@
+"""The Agent API, in the shape of Microsoft Agent Framework's: ``agent.run(...)`` with background options.
+
+Unlike Agent Framework's Python client, every streamed update carries a continuation token with its sequence number,
+a resumed stream continues exactly after it, a failed run raises :class:`RunFailed`, and every background run is
+recorded in the run store so another process can resume it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Generator, Iterable, Mapping
+from typing import Any, Literal, overload
+
+from ._client import ResponsesClient, RetryPolicy
+from ._errors import ConfigurationError, StoredRunNotFound
+from ._run import BackgroundRun
+from ._store import CheckpointWriter, RunRecord, RunStore, default_store, new_run_id
+from ._token import ContinuationToken
+from ._updates import AgentResponse, AgentResponseUpdate
+
+__all__ = ["Agent", "AgentSession", "OpenAIResponsesClient"]
+
+#: Option keys agent-nb understands; any other key is passed to the service as a request field.
+RUN_OPTIONS = frozenset({"background", "continuation_token", "model", "instructions", "max_output_tokens",
+                         "metadata", "poll_interval", "raise_on_failure", "name", "labels"})
+
+
+class AgentSession:
+    """A conversation: each run in it continues from the previous one through ``previous_response_id``.
+
+    ``await agent.create_session()`` and ``agent.create_session()`` both give one.
+    """
+
+    def __init__(self, previous_response_id: str | None = None) -> None:
+        self.previous_response_id = previous_response_id
+
+    def __await__(self) -> Generator[Any, None, AgentSession]:
+        return self
+        yield  # pragma: no cover - makes this a generator
+
+    def __repr__(self) -> str:
+        return f"AgentSession(previous_response_id={self.previous_response_id!r})"
+
+
+class Agent:
+    """An agent bound to a Responses endpoint, with instructions and a run store.
+
+    Args:
+        client: the API client (default: from the environment, else the bundled mock server).
+        name: a label for the agent.
+        instructions: system instructions sent with every run.
+        model: the model (default ``$AGENT_NB_MODEL``, else ``gpt-4.1``).
+        store: where background runs are recorded; default the SQLite store under ``$AGENT_NB_HOME``; ``False``
+            records nothing.
+    """
+
+    def __init__(self, client: ResponsesClient | None = None, *, name: str | None = None,
+                 instructions: str | None = None, model: str | None = None,
+                 store: RunStore | Literal[False] | None = None) -> None:
+        self.client = client or ResponsesClient()
+        self.name = name
+        self.instructions = instructions
+        self.model = model or os.environ.get("AGENT_NB_MODEL") or "gpt-4.1"
+        self.store: RunStore | None = (default_store() if store is None else store) or None
+        self._checkpoints = CheckpointWriter(self.store) if self.store is not None else None
+
+    def __repr__(self) -> str:
+        return f"Agent(name={self.name!r}, model={self.model!r}, endpoint={self.client.base_url!r})"
+
+    def create_session(self) -> AgentSession:
+        """A new conversation (also awaitable: ``session = await agent.create_session()``)."""
+        return AgentSession()
+
+    # -- run ------------------------------------------------------------------------------------------------------
+    @overload
+    def run(self, messages: Any = None, *, stream: Literal[False] = False, session: AgentSession | None = None,
+            options: Mapping[str, Any] | None = None) -> Awaitable[AgentResponse]: ...
+
+    @overload
+    def run(self, messages: Any = None, *, stream: Literal[True], session: AgentSession | None = None,
+            options: Mapping[str, Any] | None = None) -> AsyncIterator[AgentResponseUpdate]: ...
+
+    def run(self, messages: Any = None, *, stream: bool = False, session: AgentSession | None = None,
+            options: Mapping[str, Any] | None = None) -> Awaitable[AgentResponse] | AsyncIterator[AgentResponseUpdate]:
+        """Run the agent, or continue a run from ``options["continuation_token"]``.
+
+        With ``stream=False`` this is awaited and gives an :class:`AgentResponse`; with ``options={"background":
+        True}`` it returns at once with a ``continuation_token`` to poll with. With ``stream=True`` it is an async
+        iterator of :class:`AgentResponseUpdate`, each with a token that resumes right after it.
+        """
+        opts = dict(options or {})
+        token = opts.pop("continuation_token", None)
+        run = self._run_for(messages, session, opts, token, stream)
+        if stream:
+            return self._stream(run, session)
+        return self._once(run, session, token is not None)
+
+    async def _once(self, run: BackgroundRun, session: AgentSession | None, resuming: bool) -> AgentResponse:
+        response = await (run.poll_once() if resuming else run.create())
+        self._remember(session, run)
+        return response
+
+    async def _stream(self, run: BackgroundRun, session: AgentSession | None) -> AsyncIterator[AgentResponseUpdate]:
+        try:
+            async with contextlib.aclosing(run.updates()) as updates:
+                async for update in updates:
+                    yield update
+        finally:
+            self._remember(session, run)
+
+    @staticmethod
+    def _remember(session: AgentSession | None, run: BackgroundRun) -> None:
+        if session is not None and run.response_id is not None:
+            session.previous_response_id = run.response_id
+
+    def _run_for(self, messages: Any, session: AgentSession | None, opts: dict[str, Any], token: Any,
+                 stream: bool) -> BackgroundRun:
+        poll_interval = float(opts.pop("poll_interval", 2.0))
+        raise_on_failure = bool(opts.pop("raise_on_failure", True))
+        if token is not None:
+            if messages is not None:
+                raise ConfigurationError("Pass either messages (a new run) or a continuation_token (to continue one), "
+                                         "not both.")
+            return self.resume(token, poll_interval=poll_interval, raise_on_failure=raise_on_failure)
+        opts.setdefault("background", False)  # as in Agent Framework: background only when asked for
+        return self.start(messages, session=session, options=opts, stream=stream, poll_interval=poll_interval,
+                          raise_on_failure=raise_on_failure, launch=False)
+
+    # -- background runs --------------------------------------------------------------------------------------------
+    def start(self, messages: Any, *, session: AgentSession | None = None, options: Mapping[str, Any] | None = None,
+              stream: bool = True, poll_interval: float = 2.0, raise_on_failure: bool = True,
+              launch: bool = True) -> BackgroundRun:
+        """Start a background run and return its :class:`BackgroundRun`, followed in a task when ``launch``.
+
+        ``options`` take ``background`` (default True), ``model``, ``instructions``, ``max_output_tokens``,
+        ``metadata``, ``name`` and ``labels`` (stored with the run); other keys go to the service as they are.
+        """
+        opts = dict(options or {})
+        background = bool(opts.pop("background", True))
+        name = opts.pop("name", None)
+        labels = dict(opts.pop("labels", None) or {})
+        prompt, body_input = _input(messages)
+        body: dict[str, Any] = {
+            "model": opts.pop("model", None) or self.model,
+            "input": body_input,
+            "background": background,
+            **({"store": True} if background else {}),
+        }
+        instructions = opts.pop("instructions", self.instructions)
+        if instructions:
+            body["instructions"] = instructions
+        if session is not None and session.previous_response_id:
+            body["previous_response_id"] = session.previous_response_id
+        body.update(opts)
+        record = None
+        if background and self.store is not None:
+            record = RunRecord(run_id=new_run_id(), endpoint=self.client.base_url, model=body["model"], prompt=prompt,
+                               instructions=instructions, name=name, labels=labels, mode="stream" if stream else "poll",
+                               previous_response_id=body.get("previous_response_id"))
+            self.store.add(record)
+        run = BackgroundRun(self.client, record=record, store=self.store if record else None,
+                            checkpoints=self._checkpoints if record else None, create_body=body,
+                            mode="stream" if stream or not background else "poll", poll_interval=poll_interval,
+                            raise_on_failure=raise_on_failure)
+        if launch:
+            run.start()
+        return run
+
+    def resume(self, target: Any, *, stream: bool = True, poll_interval: float = 2.0,
+               raise_on_failure: bool = True) -> BackgroundRun:
+        """A :class:`BackgroundRun` that continues a run from a token (any form) or a stored run id.
+
+        From a run id, the stored text comes back at once and the stream continues after the stored sequence number.
+        """
+        record: RunRecord | None = None
+        if isinstance(target, str) and target.startswith("run_"):
+            if self.store is None:
+                raise ConfigurationError("This agent has no run store, so it cannot resume a run by its id; pass the "
+                                         "run's continuation token instead.")
+            record = self.store.get(target)
+            if record.response_id is None:
+                raise StoredRunNotFound(f"Run '{target}' never reached the service (it has no response id), so there "
+                                        "is nothing to resume; start it again.")
+            token = ContinuationToken(record.response_id, record.sequence_number)
+        else:
+            token = ContinuationToken.parse(target)
+            record = self.store.find(token.response_id) if self.store is not None else None
+        text = ""
+        after = token.sequence_number
+        checkpoints = self._checkpoints
+        if record is not None and after is not None and record.sequence_number is not None:
+            if record.sequence_number == after:
+                text = record.text
+            elif record.sequence_number > after:
+                checkpoints = None  # the store is ahead of this token: never overwrite it with less
+        elif record is None and self.store is not None:
+            record = RunRecord(run_id=new_run_id(), endpoint=self.client.base_url, model=self.model, prompt="",
+                               response_id=token.response_id, mode="stream" if stream else "poll")
+            self.store.add(record)
+        run = BackgroundRun(self.client, record=record, store=self.store if record else None,
+                            checkpoints=checkpoints if record else None, response_id=token.response_id,
+                            after=after, text=text, status=record.status if record and text else "in_progress",
+                            mode="stream" if stream else "poll", poll_interval=poll_interval,
+                            raise_on_failure=raise_on_failure)
+        return run
+
+    async def cancel(self, target: Any) -> AgentResponse:
+        """Cancel a run given its token (any form), response id, or stored run id."""
+        if isinstance(target, BackgroundRun):
+            return await target.cancel()
+        if isinstance(target, str) and target.startswith("resp_"):
+            target = ContinuationToken(target)
+        return await self.resume(target).cancel()
+
+
+class OpenAIResponsesClient:
+    """Agent Framework's entry point, so its code runs with only the import line changed.
+
+    ``OpenAIResponsesClient(model_id="o3").as_agent(name=..., instructions=...)`` gives an :class:`Agent`.
+    """
+
+    def __init__(self, model_id: str | None = None, *, api_key: str | None = None, base_url: str | None = None,
+                 retry: RetryPolicy | None = None, store: RunStore | Literal[False] | None = None) -> None:
+        self.model_id = model_id
+        self.client = ResponsesClient(base_url, api_key, retry=retry)
+        self._store = store
+
+    def as_agent(self, *, name: str | None = None, instructions: str | None = None, **kwargs: Any) -> Agent:
+        return Agent(self.client, name=name, instructions=instructions, model=self.model_id,
+                     store=kwargs.pop("store", self._store))
+
+    create_agent = as_agent
+
+
+def _input(messages: Any) -> tuple[str, Any]:
+    """The prompt text (for the store) and the request's ``input`` for the given messages."""
+    if messages is None:
+        return "", []
+    if isinstance(messages, str):
+        return messages, messages
+    if isinstance(messages, Iterable) and not isinstance(messages, Mapping):
+        items = [_item(m) for m in messages]
+    else:
+        items = [_item(messages)]
+    prompt = "\n".join(_item_text(i) for i in items if i.get("role") == "user")
+    return prompt, items
+
+
+def _item(message: Any) -> dict[str, Any]:
+    if isinstance(message, str):
+        return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": message}]}
+    if isinstance(message, Mapping):
+        return dict(message)
+    text, role = getattr(message, "text", None), getattr(message, "role", "user")
+    if isinstance(text, str):
+        return {"type": "message", "role": str(getattr(role, "value", role)),
+                "content": [{"type": "input_text", "text": text}]}
+    raise ConfigurationError(f"Cannot send a {type(message).__name__} as a message; pass a string, a list of strings, "
+                             "or input items (dicts).")
+
+
+def _item_text(item: Mapping[str, Any]) -> str:
+    content = item.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""

@@ -1,0 +1,109 @@
+"""A stream of one run's events that survives drops: it reconnects with ``starting_after`` until the run ends."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from typing import Any
+
+from ._client import ResponsesClient, Retryable
+from ._errors import ConnectionLost, RunError
+
+__all__ = ["ENDED_EVENT", "TERMINAL_EVENTS", "GaveUp", "ResumableStream"]
+
+TERMINAL_EVENTS = frozenset({"response.completed", "response.failed", "response.incomplete"})
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "incomplete"})
+
+#: The synthetic event yielded when a stream ends without a terminal event and the run turns out to be over
+#: (a cancelled run's stream simply ends).
+ENDED_EVENT = "agent_nb.ended"
+
+
+class ResumableStream:
+    """Follows one run's events across connections, nothing repeated and nothing skipped.
+
+    Args:
+        client: the API client.
+        response_id: the run, when already known (resuming); ``None`` when ``create_body`` starts it.
+        after: the last sequence number already received; ``None`` replays from the start.
+        create_body: the body of a streamed create, for the first connection.
+        on_reconnecting: called with a reason and the attempt number before each reconnection.
+    """
+
+    def __init__(self, client: ResponsesClient, response_id: str | None = None, after: int | None = None, *,
+                 create_body: Mapping[str, Any] | None = None,
+                 on_reconnecting: Callable[[str, int], None] | None = None) -> None:
+        if response_id is None and create_body is None:
+            raise ValueError("ResumableStream needs a response id or a create body")
+        self.client = client
+        self.response_id = response_id
+        self.after = after
+        self._create_body = create_body
+        self._on_reconnecting = on_reconnecting
+        self.reconnects = 0
+
+    async def events(self) -> AsyncGenerator[dict[str, Any], None]:
+        """Every event after ``after``; ends after the terminal event (or a synthetic ``agent_nb.ended``)."""
+        failures = 0
+        policy = self.client.retry
+        while True:
+            retry_after: float | None = None
+            if self.response_id is None:
+                assert self._create_body is not None
+                connection = self.client.stream_create(self._create_body)
+            else:
+                connection = self.client.stream_resume(self.response_id, self.after)
+            try:
+                async for event in connection:
+                    seq = event.get("sequence_number")
+                    if isinstance(seq, int):
+                        if self.after is not None and seq <= self.after:
+                            continue  # a full replay (token without a sequence number): skip what we have
+                        self.after = seq
+                    failures = 0
+                    kind = event.get("type")
+                    if self.response_id is None:
+                        response = event.get("response")
+                        if isinstance(response, dict) and isinstance(response.get("id"), str):
+                            self.response_id = response["id"]
+                    yield event
+                    if kind in TERMINAL_EVENTS or kind == "error":
+                        return
+                # The connection ended cleanly without a terminal event: cancelled, or cut by a proxy.
+                if self.response_id is None:
+                    raise ConnectionLost("The stream ended before the service confirmed the run.", token=None)
+                snapshot = await self.client.retrieve(self.response_id)
+                if snapshot.get("status") in TERMINAL_STATUSES:
+                    yield {"type": ENDED_EVENT, "response": snapshot, "sequence_number": self.after}
+                    return
+                reason = "the stream ended early"
+            except Retryable as exc:
+                if self.response_id is None:
+                    raise ConnectionLost(f"Could not start the run: {exc.reason}.", token=None,
+                                         cause=exc.error) from exc
+                reason, retry_after = exc.reason, exc.retry_after
+            finally:
+                await _close(connection)
+            failures += 1
+            if failures > policy.max_retries:
+                raise GaveUp(reason, failures)
+            self.reconnects += 1
+            if self._on_reconnecting is not None:
+                self._on_reconnecting(reason, failures)
+            await asyncio.sleep(policy.delay(failures, retry_after))
+
+
+class GaveUp(RunError):
+    """Raised when reconnection attempts ran out; the caller turns it into ConnectionLost with the text."""
+
+    def __init__(self, reason: str, attempts: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.attempts = attempts
+
+
+async def _close(connection: AsyncIterator[dict[str, Any]]) -> None:
+    aclose = getattr(connection, "aclose", None)
+    if aclose is not None:
+        await aclose()
+

@@ -1,0 +1,329 @@
+"""A background run followed to its end: its state, its observers, and its checkpoints in the run store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping
+from typing import Any
+
+from ._client import ResponsesClient
+from ._errors import ConnectionLost, RunFailed
+from ._resume import ENDED_EVENT, TERMINAL_STATUSES, GaveUp, ResumableStream
+from ._store import CheckpointWriter, RunRecord, RunStore
+from ._token import ContinuationToken
+from ._updates import AgentResponse, AgentResponseUpdate
+
+__all__ = ["BackgroundRun", "Observer"]
+
+#: Called with the run and what changed: "text", "status", "reconnecting" or "done".
+Observer = Callable[["BackgroundRun", str], None]
+
+_DELTA = "response.output_text.delta"
+_STATUS_OF_EVENT = {
+    "response.queued": "queued",
+    "response.in_progress": "in_progress",
+    "response.completed": "completed",
+    "response.failed": "failed",
+    "response.incomplete": "incomplete",
+}
+
+
+def output_text(response: Mapping[str, Any] | None) -> str | None:
+    """The concatenated ``output_text`` parts of a Response object."""
+    if not response:
+        return None
+    parts = [
+        content.get("text", "")
+        for item in response.get("output") or []
+        if isinstance(item, dict) and item.get("type") == "message"
+        for content in item.get("content") or []
+        if isinstance(content, dict) and content.get("type") == "output_text"
+    ]
+    return "".join(parts) if parts else None
+
+
+class BackgroundRun:
+    """One background response: start or resume it, stream or poll it, and watch its state change.
+
+    Most code gets one from ``Agent.start()`` / ``Agent.resume()`` (or through ``Agent.run``). The run keeps
+    ``text`` (everything received), ``status``, ``token`` (resumes exactly after the last event), ``error`` and
+    ``usage``, tells its observers about every change, and checkpoints ``(sequence_number, text)`` to the run store.
+    """
+
+    def __init__(self, client: ResponsesClient, *, record: RunRecord | None = None, store: RunStore | None = None,
+                 checkpoints: CheckpointWriter | None = None, create_body: Mapping[str, Any] | None = None,
+                 response_id: str | None = None, after: int | None = None, text: str = "", status: str = "starting",
+                 mode: str = "stream", poll_interval: float = 2.0, raise_on_failure: bool = True,
+                 checkpoint_interval: float = 0.25) -> None:
+        if mode not in ("stream", "poll"):
+            raise ValueError(f"mode must be 'stream' or 'poll', not {mode!r}")
+        self.client = client
+        self.record = record
+        self.store = store
+        self._checkpoints = checkpoints
+        self._create_body = dict(create_body) if create_body is not None else None
+        self.response_id = response_id if response_id is not None else (record.response_id if record else None)
+        self.sequence_number = after
+        self._parts: list[str] = [text] if text else []
+        self._text_cache: str | None = text
+        self.status = status
+        self.mode = mode
+        self.poll_interval = poll_interval
+        self.raise_on_failure = raise_on_failure
+        self.error: dict[str, Any] | None = None
+        self.usage: dict[str, Any] | None = None
+        self.response: dict[str, Any] | None = None
+        self.connection_lost: ConnectionLost | None = None
+        self.reconnects = 0
+        self.started_at = time.time()
+        self.ended_at: float | None = None
+        self._observers: list[Observer] = []
+        self._task: asyncio.Task[AgentResponse] | None = None
+        self._checkpoint_interval = checkpoint_interval
+        self._last_checkpoint = 0.0
+
+    # -- state --------------------------------------------------------------------------------------------------
+    @property
+    def text(self) -> str:
+        if self._text_cache is None:
+            self._text_cache = "".join(self._parts)
+            self._parts = [self._text_cache]
+        return self._text_cache
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def token(self) -> ContinuationToken | None:
+        """Resumes right after the last event received; ``None`` before the run is known and once it has ended."""
+        if self.response_id is None or self.terminal:
+            return None
+        return ContinuationToken(self.response_id, self.sequence_number)
+
+    @property
+    def run_id(self) -> str | None:
+        return self.record.run_id if self.record else None
+
+    @property
+    def elapsed(self) -> float:
+        return (self.ended_at or time.time()) - self.started_at
+
+    def add_observer(self, observer: Observer) -> None:
+        self._observers.append(observer)
+
+    def remove_observer(self, observer: Observer) -> None:
+        with contextlib.suppress(ValueError):
+            self._observers.remove(observer)
+
+    def _notify(self, change: str) -> None:
+        for observer in list(self._observers):
+            observer(self, change)
+
+    def to_response(self) -> AgentResponse:
+        return AgentResponse(text=self.text, status=self.status, response_id=self.response_id,
+                             continuation_token=self.token, usage=self.usage, error=self.error, run_id=self.run_id,
+                             raw=self.response)
+
+    def __repr__(self) -> str:
+        return (f"<BackgroundRun {self.run_id or ''} {self.response_id or '(not started)'} {self.status}, "
+                f"{len(self.text)} chars>")
+
+    # -- streaming ----------------------------------------------------------------------------------------------
+    async def updates(self) -> AsyncGenerator[AgentResponseUpdate, None]:
+        """Stream the run from where it stands, one update per event, reconnecting as needed.
+
+        Raises:
+            RunFailed: the run failed (unless ``raise_on_failure`` is False).
+            ConnectionLost: reconnecting failed ``max_retries`` times in a row; ``.token`` resumes.
+        """
+        stream = ResumableStream(self.client, self.response_id, self.sequence_number,
+                                 create_body=self._create_body if self.response_id is None else None,
+                                 on_reconnecting=self._reconnecting)
+        self.connection_lost = None
+        try:
+            async with contextlib.aclosing(stream.events()) as events:
+                async for event in events:
+                    update = self._apply(event)
+                    if update is not None:
+                        yield update
+        except GaveUp as exc:
+            self._lost(f"The stream of {self.response_id} dropped and {exc.attempts} attempts to resume it failed "
+                       f"(last: {exc.reason}).", None)
+        except ConnectionLost as exc:
+            self._lost(str(exc), exc.__cause__)
+        finally:
+            self._checkpoint(force=True)
+
+    def _lost(self, message: str, cause: BaseException | None) -> None:
+        lost = ConnectionLost(message + (" Resume with the run's token to continue where it stopped."
+                                         if self.token else ""), token=self.token, text=self.text, cause=cause)
+        self.connection_lost = lost
+        self._notify("status")
+        raise lost
+
+    def _reconnecting(self, reason: str, attempt: int) -> None:
+        self.reconnects += 1
+        self._notify("reconnecting")
+
+    def _apply(self, event: dict[str, Any]) -> AgentResponseUpdate | None:
+        """Fold one event into the run's state; returns the update to hand out."""
+        kind = event.get("type", "")
+        seq = event.get("sequence_number")
+        if isinstance(seq, int):
+            self.sequence_number = seq
+        if kind == _DELTA:
+            delta = event.get("delta") or ""
+            self._parts.append(delta)
+            self._text_cache = None
+            if self._checkpoints is not None:
+                self._checkpoint()
+            if self._observers:
+                self._notify("text")
+            return AgentResponseUpdate(delta, self.sequence_number or 0, self.status, self.response_id, kind)
+        response = event.get("response")
+        if isinstance(response, dict):
+            self.response = response
+            if self.response_id is None and isinstance(response.get("id"), str):
+                self.response_id = response["id"]
+                self._record_started(response)
+        status = _STATUS_OF_EVENT.get(kind)
+        if kind == "response.created" and isinstance(response, dict):
+            status = response.get("status") or "queued"
+        elif kind == ENDED_EVENT and isinstance(response, dict):
+            status = response.get("status")
+        elif kind == "error":
+            status = "failed"
+            self.error = {"code": event.get("code"), "message": event.get("message")}
+        if status is not None and status != self.status:
+            self._set_status(status, response if isinstance(response, dict) else None)
+        terminal = self.terminal
+        update = AgentResponseUpdate("", self.sequence_number or 0, self.status, self.response_id, kind, terminal)
+        if terminal and self.status == "failed" and self.raise_on_failure:
+            raise self.failure()
+        return update
+
+    def _set_status(self, status: str, response: dict[str, Any] | None) -> None:
+        self.status = status
+        if response is not None:
+            if response.get("usage"):
+                self.usage = response["usage"]
+            if response.get("error"):
+                self.error = response["error"]
+        if status in TERMINAL_STATUSES:
+            self.ended_at = time.time()
+            final = output_text(response)
+            if final is not None and (final.startswith(self.text) or final.endswith(self.text)):
+                self._parts, self._text_cache = [final], final  # the service's text is the whole text
+            self._checkpoint(force=True)
+            if self.store is not None and self.record is not None:
+                self.store.update(self.record.run_id, status=status, error=self.error, text=self.text,
+                                  sequence_number=self.sequence_number)
+            self._notify("status")
+        else:
+            if self.store is not None and self.record is not None:
+                self.store.update(self.record.run_id, status=status)
+            self._notify("status")
+
+    def failure(self) -> RunFailed:
+        error = self.error or {}
+        code, message = error.get("code"), error.get("message") or "no reason given"
+        return RunFailed(f"Run {self.response_id} failed: {message}" + (f" ({code})" if code else ""),
+                         response_id=self.response_id, code=code, error_message=message, text=self.text)
+
+    def _record_started(self, response: Mapping[str, Any]) -> None:
+        if self.store is not None and self.record is not None:
+            self.record.response_id = self.response_id
+            self.store.update(self.record.run_id, response_id=self.response_id, status=response.get("status")
+                              or self.status)
+
+    def _checkpoint(self, force: bool = False) -> None:
+        if self._checkpoints is None or self.record is None or self.sequence_number is None:
+            return
+        now = time.monotonic()
+        if force or now - self._last_checkpoint >= self._checkpoint_interval:
+            self._last_checkpoint = now
+            self._checkpoints.note(self.record.run_id, self.sequence_number, self.text, self.status)
+            if force:
+                self._checkpoints.flush()
+
+    # -- polling --------------------------------------------------------------------------------------------------
+    async def create(self) -> AgentResponse:
+        """Start the run without streaming (``background: true``); returns at once with its first state."""
+        assert self._create_body is not None
+        response = await self.client.create({**self._create_body, "stream": False})
+        self.response = response
+        self.response_id = response.get("id")
+        self._record_started(response)
+        self._absorb_snapshot(response)
+        if self.status == "failed" and self.raise_on_failure:
+            raise self.failure()
+        return self.to_response()
+
+    async def poll_once(self) -> AgentResponse:
+        """One ``GET``: the run's state now (raises RunFailed on failure unless told not to)."""
+        assert self.response_id is not None
+        self._absorb_snapshot(await self.client.retrieve(self.response_id))
+        if self.status == "failed" and self.raise_on_failure:
+            raise self.failure()
+        return self.to_response()
+
+    def _absorb_snapshot(self, response: dict[str, Any]) -> None:
+        self.response = response
+        text = output_text(response)
+        if text is not None and len(text) >= len(self.text) and text != self.text:
+            self._parts, self._text_cache = [text], text
+            self._notify("text")
+        status = response.get("status")
+        if isinstance(status, str) and status != self.status:
+            self._set_status(status, response)
+
+    async def _poll_to_end(self) -> None:
+        if self.response_id is None:
+            await self.create()
+        while not self.terminal:
+            await asyncio.sleep(self.poll_interval)
+            await self.poll_once()
+
+    # -- running to the end ---------------------------------------------------------------------------------------
+    def start(self) -> asyncio.Task[AgentResponse]:
+        """Follow the run to its end in a task on the running loop (idempotent while it runs)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run_to_end())
+        return self._task
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def _run_to_end(self) -> AgentResponse:
+        try:
+            if self.mode == "poll":
+                await self._poll_to_end()
+            else:
+                async for _ in self.updates():
+                    pass
+            return self.to_response()
+        finally:
+            self._notify("done")
+
+    async def wait(self) -> AgentResponse:
+        """Follow the run to its end and return the response (raises RunFailed / ConnectionLost)."""
+        return await self.start()
+
+    def __await__(self) -> Any:
+        return self.wait().__await__()
+
+    async def cancel(self) -> AgentResponse:
+        """Ask the service to cancel the run; the state becomes ``cancelled`` (or stays as it ended)."""
+        if self.response_id is None:
+            raise RunFailed("This run has not started yet, so there is nothing to cancel.")
+        response = await self.client.cancel(self.response_id)
+        self._absorb_snapshot(response)
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        return self.to_response()

@@ -1,0 +1,107 @@
+"""The run store interface, shared by every backend."""
+
+from __future__ import annotations
+
+import abc
+import builtins
+import time
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any, TypeVar
+
+from .._errors import StoredRunNotFound, StoreError
+from ._record import FIELDS, TERMINAL, RunRecord
+
+__all__ = ["RunStore"]
+
+_S = TypeVar("_S", bound="RunStore")
+
+#: Fields :meth:`RunStore.update` may change (a run's id is its identity).
+UPDATABLE = frozenset(FIELDS) - {"run_id"}
+
+
+class RunStore(abc.ABC):
+    """Where background runs are recorded so a new process can resume them.
+
+    Every method is safe to call from several threads; backends are also safe to share between processes.
+    Records come back as fresh :class:`RunRecord` objects: changing one does not change the store.
+    """
+
+    @abc.abstractmethod
+    def add(self, record: RunRecord) -> None:
+        """Record a new run. A run with the same id already stored is a :class:`StoreError`."""
+
+    @abc.abstractmethod
+    def get(self, run_id: str) -> RunRecord:
+        """The run with this id; :class:`StoredRunNotFound` if there is none."""
+
+    @abc.abstractmethod
+    def find(self, response_id: str) -> RunRecord | None:
+        """The run recorded for this response id (the newest, if several were), or None."""
+
+    @abc.abstractmethod
+    def list(self, status: str | Iterable[str] | None = None, *, limit: int | None = None) -> builtins.list[RunRecord]:
+        """Stored runs, newest first.
+
+        Args:
+            status: only runs with this status, or with one of these statuses.
+            limit: at most this many runs.
+        """
+
+    def update(self, run_id: str, /, **fields: Any) -> RunRecord:
+        """Change some fields of a run and return the updated record; ``updated_at`` moves to now unless given.
+
+        Raises:
+            StoreError: a field name is not one of :class:`RunRecord`'s (or is ``run_id``).
+            StoredRunNotFound: there is no such run.
+        """
+        unknown = sorted(set(fields) - UPDATABLE)
+        if unknown:
+            raise StoreError(f"Cannot update {', '.join(map(repr, unknown))} of run '{run_id}': not a field a "
+                             f"run record can change. Fields: {', '.join(sorted(UPDATABLE))}.")
+        fields.setdefault("updated_at", time.time())
+        return self._update(run_id, fields)
+
+    @abc.abstractmethod
+    def _update(self, run_id: str, fields: dict[str, Any]) -> RunRecord:
+        """Apply already-checked field values atomically and return the new record."""
+
+    @abc.abstractmethod
+    def checkpoint(self, run_id: str, sequence_number: int, text: str, status: str | None = None) -> None:
+        """Record how far a run's stream got, atomically.
+
+        After a crash at any moment, the stored ``(sequence_number, text)`` pair is one that was written together,
+        never the number of one checkpoint with the text of another. Also sets ``status`` when given.
+        """
+
+    @abc.abstractmethod
+    def delete(self, run_id: str) -> None:
+        """Forget a run; :class:`StoredRunNotFound` if there is none."""
+
+    @abc.abstractmethod
+    def prune(self, older_than: float, *, statuses: Iterable[str] = TERMINAL) -> int:
+        """Delete the runs with one of ``statuses`` not updated for ``older_than`` seconds; return how many."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections. Closing twice is harmless."""
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def _not_found(self, run_id: str) -> StoredRunNotFound:
+        return StoredRunNotFound(f"No run '{run_id}' in {self}: it was never recorded here, or it was deleted or "
+                                 "pruned. store.list() shows the runs it has.")
+
+
+def status_filter(status: str | Iterable[str] | None) -> frozenset[str] | None:
+    """Normalise a ``status`` argument: None for any status, else the set of statuses wanted."""
+    if status is None:
+        return None
+    if isinstance(status, str):
+        return frozenset({status})
+    return frozenset(status)

@@ -1,0 +1,264 @@
+"""Runs in a local SQLite file: the default store, shared safely by every kernel and thread of one user."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .._errors import StoreError
+from ._base import RunStore, status_filter
+from ._record import FIELDS, TERMINAL, RunRecord
+
+__all__ = ["SQLiteRunStore", "default_path"]
+
+#: Schema changes only ever add columns and indexes, so an older agent-nb can still use a newer file: it reads
+#: with ``SELECT *`` (unknown columns are ignored) and writes the columns it knows (new ones have defaults).
+SCHEMA_VERSION = 1
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_id TEXT PRIMARY KEY,
+        endpoint TEXT NOT NULL,
+        model TEXT NOT NULL,
+        prompt TEXT NOT NULL,
+        response_id TEXT,
+        instructions TEXT,
+        status TEXT NOT NULL,
+        sequence_number INTEGER,
+        text TEXT NOT NULL,
+        error TEXT,
+        name TEXT,
+        labels TEXT NOT NULL,
+        previous_response_id TEXT,
+        mode TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS runs_response_id ON runs (response_id, created_at)",
+    "CREATE INDEX IF NOT EXISTS runs_status ON runs (status, created_at)",
+)
+_JSON_COLUMNS = frozenset({"labels", "error"})
+_ORDER = "ORDER BY created_at DESC, run_id DESC"
+_BUSY_TIMEOUT = 10.0  # seconds another process may hold the write lock before we give up
+
+#: Connections inherited through fork(): never used or closed in the child (SQLite forbids both), only kept alive.
+_inherited: builtins.list[sqlite3.Connection] = []
+
+
+def default_path() -> Path:
+    """``$AGENT_NB_HOME/runs.sqlite3``, with ``AGENT_NB_HOME`` defaulting to ``~/.agent_nb``."""
+    return Path(os.environ.get("AGENT_NB_HOME") or "~/.agent_nb").expanduser() / "runs.sqlite3"
+
+
+def _encode(name: str, value: Any) -> Any:
+    return json.dumps(value) if name in _JSON_COLUMNS and value is not None else value
+
+
+def _record(row: sqlite3.Row) -> RunRecord:
+    data = {name: row[name] for name in row.keys()}  # noqa: SIM118 (sqlite3.Row is not a mapping)
+    for name in _JSON_COLUMNS & data.keys():
+        if data[name] is not None:
+            data[name] = json.loads(data[name])
+    return RunRecord.from_dict(data)
+
+
+class SQLiteRunStore(RunStore):
+    """Runs in a SQLite file, by default ``~/.agent_nb/runs.sqlite3``.
+
+    The directory is created private (0o700) and the file too (0o600): prompts and outputs can be sensitive.
+    WAL mode and a 10 s busy timeout let several processes use the file at once; within a process one connection is
+    shared behind a lock. A process forked from one that had the store open reconnects by itself.
+
+    Args:
+        path: the database file; defaults to :func:`default_path`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path).expanduser() if path is not None else default_path()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._pid = os.getpid()
+        self._conn = self._open()
+
+    def __repr__(self) -> str:
+        return f"SQLiteRunStore({str(self.path)!r})"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- opening -------------------------------------------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            self._create_file()
+        except OSError as exc:
+            raise StoreError(f"Cannot open the run store {self.path}: {exc.strerror or exc}. Check that the path is "
+                             "a file in a directory you can write to, or pass another path (or set AGENT_NB_HOME)."
+                             ) from exc
+        try:
+            conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from exc
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # in WAL mode: durable across process crashes, and fast
+            self._migrate(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._unusable(exc) from exc
+        self._match_sidecar_modes()
+        return conn
+
+    def _create_file(self) -> None:
+        """Create the directory (0o700) and the file (0o600) ourselves, so neither is ever readable by others."""
+        directory = self.path.parent
+        if not directory.exists():
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(directory, 0o700)  # mkdir's mode is narrowed by the umask, never widened: make it exact
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+
+    def _match_sidecar_modes(self) -> None:
+        """Give the -wal and -shm files the database file's permissions (SQLite usually does; make sure)."""
+        try:
+            mode = self.path.stat().st_mode & 0o777
+        except OSError:
+            return
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(OSError):  # absent, or not ours to change
+                os.chmod(f"{self.path}{suffix}", mode)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+            return
+        conn.execute("BEGIN IMMEDIATE")  # one process creates the schema; the others wait, then see it
+        try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _unusable(self, exc: sqlite3.Error) -> StoreError:
+        return StoreError(f"The run store {self.path} cannot be opened ({exc}). If the file is damaged or not a "
+                          "run store, move it aside (a new one is then created in its place), or pass another path "
+                          "(or set AGENT_NB_HOME).")
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """The connection, held under the lock; SQLite errors become :class:`StoreError`."""
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"{self} is closed.")
+            if self._pid != os.getpid():  # forked: the parent's connection must not be touched here
+                _inherited.append(self._conn)
+                self._conn = self._open()
+                self._pid = os.getpid()
+            conn = self._conn
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StoreError(f"The run store {self.path} could not be read or written: {exc}.") from exc
+
+    # -- RunStore ------------------------------------------------------------------------------------------------
+
+    def add(self, record: RunRecord) -> None:
+        values = record.to_dict()
+        columns = ", ".join(FIELDS)
+        marks = ", ".join("?" for _ in FIELDS)
+        try:
+            with self._connection() as conn:
+                conn.execute(f"INSERT INTO runs ({columns}) VALUES ({marks})",
+                             [_encode(name, values[name]) for name in FIELDS])
+        except StoreError as exc:
+            if isinstance(exc.__cause__, sqlite3.IntegrityError):
+                raise StoreError(f"{self} already has a run '{record.run_id}'.") from None
+            raise
+
+    def get(self, run_id: str) -> RunRecord:
+        with self._connection() as conn:
+            row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise self._not_found(run_id)
+        return _record(row)
+
+    def find(self, response_id: str) -> RunRecord | None:
+        with self._connection() as conn:
+            row = conn.execute(f"SELECT * FROM runs WHERE response_id = ? {_ORDER} LIMIT 1", (response_id,)).fetchone()
+        return None if row is None else _record(row)
+
+    def list(self, status: str | Iterable[str] | None = None, *, limit: int | None = None) -> builtins.list[RunRecord]:
+        wanted = status_filter(status)
+        where = ""
+        params: builtins.list[Any] = []
+        if wanted is not None:
+            where = f"WHERE status IN ({', '.join('?' for _ in wanted)})"
+            params.extend(sorted(wanted))
+        if limit is not None:
+            params.append(max(limit, 0))
+        with self._connection() as conn:
+            rows = conn.execute(f"SELECT * FROM runs {where} {_ORDER} {'' if limit is None else 'LIMIT ?'}",
+                                params).fetchall()
+        return [_record(row) for row in rows]
+
+    def _update(self, run_id: str, fields: dict[str, Any]) -> RunRecord:
+        assignments = ", ".join(f"{name} = ?" for name in fields)  # names were checked against FIELDS
+        with self._connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            changed = conn.execute(f"UPDATE runs SET {assignments} WHERE run_id = ?",
+                                   [*(_encode(name, value) for name, value in fields.items()), run_id]).rowcount
+            row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            conn.execute("COMMIT")
+        if not changed or row is None:
+            raise self._not_found(run_id)
+        return _record(row)
+
+    def checkpoint(self, run_id: str, sequence_number: int, text: str, status: str | None = None) -> None:
+        # One UPDATE is one transaction: the number and the text are committed together or not at all.
+        sql = "UPDATE runs SET sequence_number = ?, text = ?, updated_at = ?"
+        params: builtins.list[Any] = [sequence_number, text, time.time()]
+        if status is not None:
+            sql += ", status = ?"
+            params.append(status)
+        with self._connection() as conn:
+            changed = conn.execute(f"{sql} WHERE run_id = ?", [*params, run_id]).rowcount
+        if not changed:
+            raise self._not_found(run_id)
+
+    def delete(self, run_id: str) -> None:
+        with self._connection() as conn:
+            changed = conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)).rowcount
+        if not changed:
+            raise self._not_found(run_id)
+
+    def prune(self, older_than: float, *, statuses: Iterable[str] = TERMINAL) -> int:
+        wanted = sorted(set(statuses))
+        if not wanted:
+            return 0
+        marks = ", ".join("?" for _ in wanted)
+        with self._connection() as conn:
+            return conn.execute(f"DELETE FROM runs WHERE updated_at < ? AND status IN ({marks})",
+                                [time.time() - older_than, *wanted]).rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                if self._pid == os.getpid():
+                    self._conn.close()

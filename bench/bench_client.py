@@ -1,0 +1,180 @@
+"""How fast agent-nb consumes a run's event stream, against the openai SDK and a plain httpx loop.
+
+All consumers replay the same finished 50,000-event response from one mock server (a subprocess, so this process
+has a core to itself). Figures are printed as ratios measured in this run:
+
+* events/s of agent-nb (``Agent.run(stream=True)`` with state, tokens and checkpoints) against the ``openai`` SDK's
+  ``responses.retrieve(..., stream=True)`` and against plain ``httpx`` line iteration with ``json.loads``;
+* checkpoint cost: the same stream with the run store on and off;
+* resume latency: a reconnect with ``starting_after`` to the first replayed event, against the SDK doing the same.
+
+Run: ``python bench/bench_client.py [--events 50000] [--repeat 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import openai
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agent_nb import Agent, ResponsesClient, SQLiteRunStore  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(port: int) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-m", "mock_server", "--port", str(port), "--tps", "0", "--ttft", "0",
+                             "--queue-delay", "0"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "Mock Responses server on" not in line:
+        proc.kill()
+        raise SystemExit(f"mock server did not start: {line!r}")
+    return proc
+
+
+async def make_response(url: str, events: int) -> str:
+    async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+        created = (await http.post("/responses", json={
+            "model": "bench", "input": "Benchmark", "background": True,
+            "metadata": {"mock_options": f"tokens={events},tps=0,ttft=0,queue_delay=0"}})).json()
+        deadline = time.monotonic() + 120
+        while (await http.get(f"/responses/{created['id']}")).json()["status"] != "completed":
+            if time.monotonic() > deadline:
+                raise SystemExit("the benchmark response did not complete")
+            await asyncio.sleep(0.05)
+        return str(created["id"])
+
+
+async def plain_httpx(url: str, response_id: str) -> int:
+    count = 0
+    async with httpx.AsyncClient(base_url=url, timeout=120) as http, \
+            http.stream("GET", f"/responses/{response_id}", params={"stream": "true"}) as response:
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                json.loads(line[6:])
+                count += 1
+    return count
+
+
+async def openai_sdk(url: str, response_id: str) -> int:
+    count = 0
+    async with openai.AsyncOpenAI(base_url=url, api_key="bench") as client:
+        stream = await client.responses.retrieve(response_id, stream=True)
+        async for _ in stream:
+            count += 1
+    return count
+
+
+def agent_nb_consumer(store: bool) -> Callable[[str, str], Awaitable[int]]:
+    async def consume(url: str, response_id: str) -> int:
+        with tempfile.TemporaryDirectory() as home:
+            client = ResponsesClient(url, "bench")
+            agent = Agent(client, model="bench", store=SQLiteRunStore(Path(home) / "runs.sqlite3") if store else False)
+            count = 0
+            async for _ in agent.run(stream=True, options={"continuation_token": {"response_id": response_id}}):
+                count += 1
+            await client.aclose()
+            if agent.store is not None:
+                agent.store.close()
+        return count
+    return consume
+
+
+async def first_event_latency_agent_nb(url: str, response_id: str, after: int) -> float:
+    client = ResponsesClient(url, "bench")
+    started = time.perf_counter()
+    async for _ in client.stream_resume(response_id, after):
+        elapsed = time.perf_counter() - started
+        break
+    await client.aclose()
+    return elapsed
+
+
+async def first_event_latency_sdk(url: str, response_id: str, after: int) -> float:
+    async with openai.AsyncOpenAI(base_url=url, api_key="bench") as client:
+        started = time.perf_counter()
+        stream = await client.responses.retrieve(response_id, stream=True, starting_after=after)
+        async for _ in stream:
+            elapsed = time.perf_counter() - started
+            break
+        await stream.close()
+    return elapsed
+
+
+async def best_rate(consumer: Callable[[str, str], Awaitable[int]], url: str, response_id: str,
+                    repeat: int) -> tuple[float, int]:
+    rates = []
+    count = 0
+    for _ in range(repeat):
+        started = time.perf_counter()
+        count = await consumer(url, response_id)
+        rates.append(count / (time.perf_counter() - started))
+    return max(rates), count
+
+
+async def main(events: int, repeat: int) -> None:
+    port = free_port()
+    server = start_server(port)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        response_id = await make_response(url, events)
+        print(f"Stream: {events:,} text deltas from one finished response, replayed by each consumer "
+              f"(best of {repeat}).\n")
+        rows = {}
+        for name, consumer in [("plain httpx lines + json.loads (the limit)", plain_httpx),
+                               ("openai SDK responses.retrieve(stream=True)", openai_sdk),
+                               ("agent-nb Agent.run(stream=True), store off", agent_nb_consumer(False)),
+                               ("agent-nb Agent.run(stream=True), store on", agent_nb_consumer(True))]:
+            rate, count = await best_rate(consumer, url, response_id, repeat)
+            rows[name] = rate
+            print(f"  {name:<46} {rate:>10,.0f} events/s  ({count:,} events)")
+        ours_on = rows["agent-nb Agent.run(stream=True), store on"]
+        ours_off = rows["agent-nb Agent.run(stream=True), store off"]
+        sdk = rows["openai SDK responses.retrieve(stream=True)"]
+        plain = rows["plain httpx lines + json.loads (the limit)"]
+        print()
+        print(f"agent-nb (store on) vs openai SDK:        {ours_on / sdk:6.1f}x")
+        print(f"agent-nb (store on) vs plain httpx loop:  {ours_on / plain:6.2f}x")
+        print(f"checkpoint overhead (store on vs off):    {100 * (ours_off / ours_on - 1):+6.1f}% time per event")
+        after = events // 2
+        ours = [await first_event_latency_agent_nb(url, response_id, after) for _ in range(20)]
+        theirs = [await first_event_latency_sdk(url, response_id, after) for _ in range(20)]
+        print(f"resume latency (reconnect to first replayed event, median of 20): agent-nb "
+              f"{1000 * statistics.median(ours):.2f} ms, openai SDK {1000 * statistics.median(theirs):.2f} ms "
+              f"-> {statistics.median(theirs) / statistics.median(ours):.1f}x faster")
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            os.kill(server.pid, signal.SIGKILL)
+            server.wait(5)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    asyncio.run(main(args.events, args.repeat))
