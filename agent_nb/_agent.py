@@ -7,7 +7,6 @@ recorded in the run store so another process can resume it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Generator, Iterable, Mapping
 from typing import Any, Literal, overload
@@ -92,22 +91,17 @@ class Agent:
         opts = dict(options or {})
         token = opts.pop("continuation_token", None)
         run = self._run_for(messages, session, opts, token, stream)
+        if session is not None:
+            run.on_started = lambda started: self._remember(session, started)
+            self._remember(session, run)
         if stream:
-            return self._stream(run, session)
+            return run.updates()
         return self._once(run, session, token is not None)
 
     async def _once(self, run: BackgroundRun, session: AgentSession | None, resuming: bool) -> AgentResponse:
         response = await (run.poll_once() if resuming else run.create())
         self._remember(session, run)
         return response
-
-    async def _stream(self, run: BackgroundRun, session: AgentSession | None) -> AsyncIterator[AgentResponseUpdate]:
-        try:
-            async with contextlib.aclosing(run.updates()) as updates:
-                async for update in updates:
-                    yield update
-        finally:
-            self._remember(session, run)
 
     @staticmethod
     def _remember(session: AgentSession | None, run: BackgroundRun) -> None:

@@ -162,19 +162,19 @@ class ResponsesClient:
                 await asyncio.sleep(self.retry.delay(failures, exc.retry_after))
 
     # -- streaming (one connection; resuming is the caller's job) ----------------------------------------------
-    def stream_create(self, body: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """``POST /responses`` with ``stream: true``: the events of one connection."""
+    def stream_create(self, body: Mapping[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
+        """``POST /responses`` with ``stream: true``: the events of one connection, in the batches they arrive in."""
         return self._events("POST", "responses", json={**body, "stream": True}, response_id=None)
 
-    def stream_resume(self, response_id: str, starting_after: int | None) -> AsyncIterator[dict[str, Any]]:
-        """``GET /responses/{id}?stream=true[&starting_after=N]``: the events of one connection."""
+    def stream_resume(self, response_id: str, starting_after: int | None) -> AsyncIterator[list[dict[str, Any]]]:
+        """``GET /responses/{id}?stream=true[&starting_after=N]``: the events of one connection, in batches."""
         params: dict[str, Any] = {"stream": "true"}
         if starting_after is not None and starting_after >= 0:
             params["starting_after"] = starting_after
         return self._events("GET", f"responses/{response_id}", params=params, response_id=response_id)
 
     async def _events(self, method: str, url: str, *, response_id: str | None, **kwargs: Any
-                      ) -> AsyncIterator[dict[str, Any]]:
+                      ) -> AsyncIterator[list[dict[str, Any]]]:
         timeout = httpx.Timeout(self.timeout, connect=self.retry.connect_timeout, read=self.retry.stall_timeout)
         started = False
         try:
@@ -186,10 +186,12 @@ class ResponsesClient:
                 decoder = SSEDecoder()
                 chunks = response.aiter_raw() if "content-encoding" not in response.headers else \
                     response.aiter_bytes()
+                feed = decoder.feed
                 async for chunk in chunks:
-                    for event in decoder.feed(chunk):
+                    events = feed(chunk)
+                    if events:
                         started = True
-                        yield event
+                        yield events
         except httpx.ReadTimeout as exc:
             raise Retryable(f"no data for {self.retry.stall_timeout:g}s (stalled stream)", error=exc) from exc
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:

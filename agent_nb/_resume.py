@@ -42,8 +42,12 @@ class ResumableStream:
         self._on_reconnecting = on_reconnecting
         self.reconnects = 0
 
-    async def events(self) -> AsyncGenerator[dict[str, Any], None]:
-        """Every event after ``after``; ends after the terminal event (or a synthetic ``agent_nb.ended``)."""
+    async def batches(self) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """Every event after ``after``, in the batches they arrived in; ends after the terminal event.
+
+        A stream that ends without a terminal event (a cancelled run's does) ends with a synthetic
+        ``agent_nb.ended`` event carrying the Response.
+        """
         failures = 0
         policy = self.client.retry
         while True:
@@ -54,27 +58,29 @@ class ResumableStream:
             else:
                 connection = self.client.stream_resume(self.response_id, self.after)
             try:
-                async for event in connection:
-                    seq = event.get("sequence_number")
+                async for batch in connection:
+                    after = self.after
+                    if after is not None and _seq(batch[0], after + 1) <= after:
+                        # A full replay (a token without a sequence number): skip what was already received.
+                        batch = [event for event in batch if _seq(event, after + 1) > after]
+                        if not batch:
+                            continue
+                    last = batch[-1]
+                    seq = last.get("sequence_number")
                     if isinstance(seq, int):
-                        if self.after is not None and seq <= self.after:
-                            continue  # a full replay (token without a sequence number): skip what we have
                         self.after = seq
                     failures = 0
-                    kind = event.get("type")
                     if self.response_id is None:
-                        response = event.get("response")
-                        if isinstance(response, dict) and isinstance(response.get("id"), str):
-                            self.response_id = response["id"]
-                    yield event
-                    if kind in TERMINAL_EVENTS or kind == "error":
+                        self._find_response_id(batch)
+                    yield batch
+                    if last.get("type") in TERMINAL_EVENTS or last.get("type") == "error":
                         return
                 # The connection ended cleanly without a terminal event: cancelled, or cut by a proxy.
                 if self.response_id is None:
                     raise ConnectionLost("The stream ended before the service confirmed the run.", token=None)
                 snapshot = await self.client.retrieve(self.response_id)
                 if snapshot.get("status") in TERMINAL_STATUSES:
-                    yield {"type": ENDED_EVENT, "response": snapshot, "sequence_number": self.after}
+                    yield [{"type": ENDED_EVENT, "response": snapshot, "sequence_number": self.after}]
                     return
                 reason = "the stream ended early"
             except Retryable as exc:
@@ -93,6 +99,19 @@ class ResumableStream:
             await asyncio.sleep(policy.delay(failures, retry_after))
 
 
+    def _find_response_id(self, batch: list[dict[str, Any]]) -> None:
+        for event in batch:
+            response = event.get("response")
+            if isinstance(response, dict) and isinstance(response.get("id"), str):
+                self.response_id = response["id"]
+                return
+
+
+def _seq(event: dict[str, Any], default: int) -> int:
+    seq = event.get("sequence_number")
+    return seq if isinstance(seq, int) else default
+
+
 class GaveUp(RunError):
     """Raised when reconnection attempts ran out; the caller turns it into ConnectionLost with the text."""
 
@@ -102,7 +121,7 @@ class GaveUp(RunError):
         self.attempts = attempts
 
 
-async def _close(connection: AsyncIterator[dict[str, Any]]) -> None:
+async def _close(connection: AsyncIterator[list[dict[str, Any]]]) -> None:
     aclose = getattr(connection, "aclose", None)
     if aclose is not None:
         await aclose()

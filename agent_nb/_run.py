@@ -65,6 +65,7 @@ class BackgroundRun:
         self._checkpoints = checkpoints
         self._create_body = dict(create_body) if create_body is not None else None
         self.response_id = response_id if response_id is not None else (record.response_id if record else None)
+        self.on_started: Callable[[BackgroundRun], None] | None = None
         self.sequence_number = after
         self._parts: list[str] = [text] if text else []
         self._text_cache: str | None = text
@@ -144,11 +145,10 @@ class BackgroundRun:
                                  on_reconnecting=self._reconnecting)
         self.connection_lost = None
         try:
-            async with contextlib.aclosing(stream.events()) as events:
-                async for event in events:
-                    update = self._apply(event)
-                    if update is not None:
-                        yield update
+            async with contextlib.aclosing(stream.batches()) as batches:
+                async for batch in batches:
+                    for event in batch:
+                        yield self._apply(event)
         except GaveUp as exc:
             self._lost(f"The stream of {self.response_id} dropped and {exc.attempts} attempts to resume it failed "
                        f"(last: {exc.reason}).", None)
@@ -168,7 +168,7 @@ class BackgroundRun:
         self.reconnects += 1
         self._notify("reconnecting")
 
-    def _apply(self, event: dict[str, Any]) -> AgentResponseUpdate | None:
+    def _apply(self, event: dict[str, Any]) -> AgentResponseUpdate:
         """Fold one event into the run's state; returns the update to hand out."""
         kind = event.get("type", "")
         seq = event.get("sequence_number")
@@ -234,6 +234,8 @@ class BackgroundRun:
                          response_id=self.response_id, code=code, error_message=message, text=self.text)
 
     def _record_started(self, response: Mapping[str, Any]) -> None:
+        if self.on_started is not None:
+            self.on_started(self)
         if self.store is not None and self.record is not None:
             self.record.response_id = self.response_id
             self.store.update(self.record.run_id, response_id=self.response_id, status=response.get("status")

@@ -11,6 +11,9 @@ from starlette.types import Receive, Scope, Send
 from .runs import Run
 
 
+_REPLAY_SLICE = 256  # frames per write when replaying a backlog
+
+
 class DroppedConnection(Exception):
     """Raised inside the ASGI app to make the server cut the connection mid-stream (an injected drop)."""
 
@@ -96,9 +99,13 @@ class EventStream:
             frames = run.frames
             if index < len(frames):
                 if simple:
-                    chunk = frames[index] if len(frames) - index == 1 else b"".join(frames[index:])
-                    index = len(frames)
+                    # Send what is there in one write, in slices so a long replay starts arriving at once.
+                    end = min(len(frames), index + _REPLAY_SLICE)
+                    chunk = frames[index] if end - index == 1 else b"".join(frames[index:end])
+                    index = end
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    if index < len(frames):
+                        await asyncio.sleep(0)  # let the disconnect watcher and other streams run
                     continue
                 await self._send_with_faults(send, frames[index], sent)
                 index += 1
