@@ -10,7 +10,6 @@ from starlette.types import Receive, Scope, Send
 
 from .runs import Run
 
-
 _REPLAY_SLICE = 256  # frames per write when replaying a backlog
 
 
