@@ -57,6 +57,7 @@ class ServerProcess:
         assert self.proc.stdout is not None
         self.banner = self.proc.stdout.readline()
         if "Mock Responses server on" not in self.banner:
+            self.stop()
             err = self.proc.stderr.read() if self.proc.stderr else ""
             raise AssertionError(f"server did not start: {self.banner!r} {err}")
 
@@ -66,7 +67,11 @@ class ServerProcess:
             except httpx.HTTPError:
                 return False
 
-        wait_until(healthy, timeout, "the server to answer")
+        try:
+            wait_until(healthy, timeout, "the server to answer")
+        except BaseException:
+            self.stop()  # never leave a half-started server behind
+            raise
         return self
 
     def kill(self) -> None:
