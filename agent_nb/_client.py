@@ -188,7 +188,11 @@ class ResponsesClient:
                     response.aiter_bytes()
                 feed = decoder.feed
                 async for chunk in chunks:
-                    events = feed(chunk)
+                    try:
+                        events = feed(chunk)
+                    except ValueError as exc:
+                        raise APIError(f"The service sent a stream event that is not valid JSON ({exc}); this is a "
+                                       "fault of the server, not of the run.", status_code=200) from exc
                     if events:
                         started = True
                         yield events

@@ -49,3 +49,8 @@ def test_an_incomplete_event_waits_for_the_rest() -> None:
     assert decoder.feed(b'data: {"a": "\xe4\xb8') == []
     assert decoder.pending > 0
     assert decoder.feed(b'\xad"}\n\n') == [{"a": "中"}]
+
+
+def test_malformed_json_raises_a_value_error_with_the_position() -> None:
+    with pytest.raises(ValueError, match="line 1 column"):
+        SSEDecoder().feed(b'data: {"a": tru}\n\n')
