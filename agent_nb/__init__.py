@@ -7,6 +7,8 @@ so that it survives a dropped connection and a restarted kernel.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._agent import Agent, AgentSession, OpenAIResponsesClient
 from ._client import ResponsesClient, RetryPolicy
 from ._errors import (
@@ -31,6 +33,21 @@ from ._token import ContinuationToken
 from ._updates import AgentResponse, AgentResponseUpdate
 
 __version__ = "0.1.0"
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext agent_nb`` registers ``%%agent`` and ``%agent`` (the notebook layer is imported only now)."""
+    from .notebook import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext agent_nb`` removes the magics."""
+    from .notebook import unload_ipython_extension as unload
+
+    unload(ipython)
+
 
 __all__ = [
     "APIError",
@@ -62,4 +79,6 @@ __all__ = [
     "StoredRunNotFound",
     "__version__",
     "default_store",
+    "load_ipython_extension",
+    "unload_ipython_extension",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 
 __all__ = ["SSEDecoder"]
 
-_scan_once = json.scanner.make_scanner(json.JSONDecoder())  # the C scanner, without loads()'s Python wrappers
+_scan_once = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # C scanner, no wrappers
 
 
 def _loads(text: str) -> Any:

@@ -1,0 +1,228 @@
+"""A run as a notebook sees it: started or re-attached on the background loop, awaitable, resumable, cancellable."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from collections.abc import Callable, Generator
+from typing import Any
+
+from .._agent import Agent, AgentSession
+from .._errors import AgentNBError, ConnectionLost
+from .._loop import BackgroundLoop
+from .._run import BackgroundRun
+from .._token import ContinuationToken
+from .._updates import AgentResponse
+
+__all__ = ["NotebookRun"]
+
+Listener = Callable[["NotebookRun", str], None]
+
+
+class NotebookRun:
+    """A background run followed on agent-nb's own loop, so it goes on while cells run (even blocking ones).
+
+    ``text``, ``status``, ``token`` and ``error`` change as the run goes; ``wait()`` blocks until it ends, ``await
+    run`` waits without blocking, ``resume()`` continues from the saved token after the connection was given up,
+    and ``cancel()`` asks the service to stop it. Outcomes are reported, not raised: a failed run has
+    ``status == "failed"`` and ``error``.
+    """
+
+    def __init__(self, agent: Agent, *, name: str | None = None, loop: BackgroundLoop | None = None) -> None:
+        self.agent = agent
+        self.name = name
+        self.loop = loop or BackgroundLoop.get()
+        self.run: BackgroundRun | None = None
+        self.phase = "starting"  # the run's status, or "reconnecting" / "lost" / "error"
+        self.message: str | None = None
+        self.notice: str | None = None
+        self._future: concurrent.futures.Future[AgentResponse | None] | None = None
+        self._listeners: list[Listener] = []
+        self._started_at = time.time()
+
+    # -- starting -----------------------------------------------------------------------------------------------
+    @classmethod
+    def start(cls, agent: Agent, prompt: str, *, options: dict[str, Any] | None = None,
+              session: AgentSession | None = None, stream: bool = True, poll_interval: float = 2.0,
+              after: NotebookRun | None = None, name: str | None = None) -> NotebookRun:
+        """Start a new background run (after ``after`` has ended, for a follow-up in the same session)."""
+        handle = cls(agent, name=name)
+
+        def make() -> BackgroundRun:
+            return agent.start(prompt, session=session, options={**(options or {}), "name": name}, stream=stream,
+                               poll_interval=poll_interval, raise_on_failure=False, launch=False)
+
+        handle._drive(make, after)
+        return handle
+
+    @classmethod
+    def attach(cls, agent: Agent, target: Any, *, stream: bool = True, poll_interval: float = 2.0,
+               name: str | None = None) -> NotebookRun:
+        """Re-attach to a run by stored run id or continuation token: stored text at once, then the rest."""
+        handle = cls(agent, name=name)
+        run = agent.resume(target, stream=stream, poll_interval=poll_interval, raise_on_failure=False)
+        if handle.name is None and run.record is not None:
+            handle.name = run.record.name
+        handle._drive(lambda: run, None)
+        return handle
+
+    def _drive(self, make: Callable[[], BackgroundRun], after: NotebookRun | None) -> None:
+        self._future = self.loop.submit(self._follow(make, after))
+
+    async def _follow(self, make: Callable[[], BackgroundRun], after: NotebookRun | None) -> AgentResponse | None:
+        try:
+            if after is not None and after._future is not None and not after._future.done():
+                self.notice = "Waiting for the previous run in this session to finish…"
+                self._emit("status")
+                await asyncio.wrap_future(after._future)
+                self.notice = None
+            run = make()
+            self.run = run
+            run.add_observer(self._on_run_change)
+            self.phase = run.status if run.status != "starting" else "starting"
+            self._emit("status")
+            response = await run.wait()
+            self.phase = run.status
+            self.message = _error_message(run.error) if run.status == "failed" else None
+            return response
+        except ConnectionLost as exc:
+            self.phase, self.message = "lost", str(exc)
+        except AgentNBError as exc:
+            self.phase, self.message = "error", str(exc)
+        except asyncio.CancelledError:
+            if self.run is not None and self.run.terminal:
+                self.phase = self.run.status
+            raise
+        except Exception as exc:  # shown in the widget rather than lost in a background thread
+            self.phase, self.message = "error", f"{type(exc).__name__}: {exc}"
+        finally:
+            self._emit("done")
+        return None
+
+    def _on_run_change(self, run: BackgroundRun, change: str) -> None:
+        if change == "reconnecting":
+            self.phase = "reconnecting"
+            self.message = f"Connection dropped; reconnecting (attempt {run.reconnects})…"
+        elif change in ("text", "status") and self.phase != run.status:
+            self.phase = run.status
+            self.message = _error_message(run.error) if run.status == "failed" else None
+        self._emit(change)
+
+    # -- observing ----------------------------------------------------------------------------------------------
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def _emit(self, change: str) -> None:
+        for listener in list(self._listeners):
+            listener(self, change)
+
+    @property
+    def text(self) -> str:
+        return self.run.text if self.run is not None else ""
+
+    @property
+    def status(self) -> str:
+        return self.phase
+
+    @property
+    def token(self) -> ContinuationToken | None:
+        return self.run.token if self.run is not None else None
+
+    @property
+    def run_id(self) -> str | None:
+        return self.run.run_id if self.run is not None else None
+
+    @property
+    def response_id(self) -> str | None:
+        return self.run.response_id if self.run is not None else None
+
+    @property
+    def error(self) -> str | None:
+        return self.message if self.phase in ("failed", "lost", "error") else None
+
+    @property
+    def elapsed(self) -> float:
+        return self.run.elapsed if self.run is not None else time.time() - self._started_at
+
+    @property
+    def running(self) -> bool:
+        return self._future is not None and not self._future.done()
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in ("completed", "failed", "cancelled", "incomplete")
+
+    @property
+    def can_resume(self) -> bool:
+        return not self.running and not self.finished and self.run is not None and self.run.token is not None
+
+    @property
+    def can_cancel(self) -> bool:
+        return self.running and self.response_id is not None and not self.finished
+
+    # -- acting -------------------------------------------------------------------------------------------------
+    def wait(self, timeout: float | None = None) -> AgentResponse | None:
+        """Block until the run ends (or ``timeout`` seconds pass); returns its response."""
+        assert self._future is not None
+        try:
+            return self._future.result(timeout)
+        except concurrent.futures.CancelledError:
+            return self.run.to_response() if self.run is not None else None
+
+    def __await__(self) -> Generator[Any, None, AgentResponse | None]:
+        assert self._future is not None
+        return asyncio.wrap_future(self._future).__await__()
+
+    def resume(self) -> NotebookRun:
+        """Continue from the saved token after the connection was given up (what the Resume button does)."""
+        if self.running or self.finished or self.run is None or self.run.token is None:
+            return self
+        token = self.run.token
+        previous = self.run
+        self.message = None
+        self.phase = "reconnecting"
+        self._emit("status")
+
+        def make() -> BackgroundRun:
+            run = self.agent.resume(token, stream=previous.mode == "stream", poll_interval=previous.poll_interval,
+                                    raise_on_failure=False)
+            if run.text == "" and previous.text:
+                run._parts, run._text_cache = [previous.text], previous.text  # keep what was already shown
+            return run
+
+        self._drive(make, None)
+        return self
+
+    def cancel(self, timeout: float = 30.0) -> None:
+        """Ask the service to cancel the run and wait for the answer."""
+        if self.run is None or self.response_id is None or self.finished:
+            return
+        run = self.run
+
+        async def cancel() -> None:
+            try:
+                await run.cancel()
+            except AgentNBError as exc:
+                self.message = f"Could not cancel: {exc}"
+            self.phase = run.status
+            self._emit("status")
+
+        self.loop.submit(cancel()).result(timeout)
+
+    def __repr__(self) -> str:
+        label = f" {self.name!r}" if self.name else ""
+        return f"<NotebookRun{label} {self.run_id or ''} {self.status}, {len(self.text)} chars>"
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from ._widget import RunWidget
+
+        return RunWidget.for_run(self)._repr_mimebundle_(include=include, exclude=exclude)
+
+
+def _error_message(error: dict[str, Any] | None) -> str:
+    if not error:
+        return "The run failed without a reason from the service."
+    message = error.get("message") or "no reason given"
+    code = error.get("code")
+    return f"{message} ({code})" if code else str(message)
