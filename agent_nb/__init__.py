@@ -7,7 +7,7 @@ so that it survives a dropped connection and a restarted kernel.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ._agent import Agent, AgentSession, OpenAIResponsesClient
 from ._client import ResponsesClient, RetryPolicy
@@ -31,6 +31,9 @@ from ._run import BackgroundRun
 from ._store import RedisRunStore, RunRecord, RunStore, SQLiteRunStore, default_store
 from ._token import ContinuationToken
 from ._updates import AgentResponse, AgentResponseUpdate
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 

@@ -91,8 +91,7 @@ class Agent:
         opts = dict(options or {})
         token = opts.pop("continuation_token", None)
         run = self._run_for(messages, session, opts, token, stream)
-        if session is not None:
-            run.on_started = lambda started: self._remember(session, started)
+        if session is not None and run.response_id is not None:
             self._remember(session, run)
         if stream:
             return run.updates()
@@ -157,6 +156,8 @@ class Agent:
                             checkpoints=self._checkpoints if record else None, create_body=body,
                             mode="stream" if stream or not background else "poll", poll_interval=poll_interval,
                             raise_on_failure=raise_on_failure)
+        if session is not None:
+            run.on_started = lambda started: self._remember(session, started)
         if launch:
             run.start()
         return run

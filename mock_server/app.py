@@ -134,7 +134,7 @@ class _ResponsesAPI:
             return EventStream(run, 0, cancel_on_disconnect=not params.background)  # type: ignore[return-value]
         if not params.background:
             await run.wait_finished()
-        return JSONResponse(run.record.to_json())
+        return JSONResponse(run.snapshot())
 
     async def retrieve(self, request: Request) -> Response:
         response_id = request.path_params["response_id"]
@@ -144,7 +144,7 @@ class _ResponsesAPI:
         starting_after = _int_query(query.get("starting_after"), "starting_after")
         run = self.service.get(response_id)
         if not stream:
-            return JSONResponse(run.record.to_json())
+            return JSONResponse(run.snapshot())
         self.service.check_streamable(run)
         start = 0 if starting_after is None else starting_after + 1
         return EventStream(run, start)  # type: ignore[return-value]
@@ -156,7 +156,7 @@ class _ResponsesAPI:
         if not run.record.background:
             raise bad_request("Only responses created with background=true can be cancelled.", param=None)
         run.cancel()
-        return JSONResponse(run.record.to_json())
+        return JSONResponse(run.snapshot())
 
     async def delete(self, request: Request) -> Response:
         response_id = request.path_params["response_id"]

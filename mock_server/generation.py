@@ -143,30 +143,33 @@ _WORDS = tuple(
 
 def _text_tokens(rng: random.Random, count: int, prompt: str) -> list[str]:
     topic = " ".join(re.findall(r"\w+", prompt)[:6]) or "the request"
-    tokens: list[str] = []
-    tokens += [w + " " for w in ["##", "Notes", "on"]] + [w + " " for w in topic.split()]
+    tokens = [f"{w} " for w in ["##", "Notes", "on", *topic.split()]]
     tokens[-1] = tokens[-1].rstrip() + "\n\n"
-    sentence_left = rng.randint(6, 16)
+    need = max(0, count - len(tokens))
+    # Draw everything at once: one call per list, not one per word (replies can be tens of thousands of words).
+    words = rng.choices(_WORDS, k=need)
+    rolls = [rng.random() for _ in range(need)]
+    lengths = iter(rng.choices(range(6, 17), k=need // 6 + 2))
+    ends = iter(rng.choices([".", ".", ".", "!", ";"], k=need // 6 + 2))
+    left = next(lengths)
     capital = True
-    while len(tokens) < count:
-        if rng.random() < 0.04:
-            tokens.append(rng.choice(["- ", "1. ", "**Key point:** "]))
-        word = rng.choice(_WORDS)
+    for word, roll in zip(words, rolls, strict=True):
         if capital:
             word = word.capitalize()
             capital = False
-        sentence_left -= 1
-        if sentence_left <= 0:
-            end = rng.choice([".", ".", ".", "!", ";"])
-            sep = "\n\n" if rng.random() < 0.2 else " "
-            tokens.append(word + end + sep)
-            sentence_left = rng.randint(6, 16)
+        left -= 1
+        if left <= 0:
+            end = next(ends, ".")
+            tokens.append(word + end + ("\n\n" if roll < 0.2 else " "))
+            left = next(lengths, 10)
             capital = end != ";"
+        elif roll > 0.96:
+            tokens.append(word + " - " if roll > 0.98 else word + ", ")
         else:
-            tokens.append(word + ("," if rng.random() < 0.08 else "") + " ")
+            tokens.append(word + " ")
     tokens = tokens[:count]
     if tokens:
-        tokens[-1] = tokens[-1].rstrip(" ,;\n") + "."
+        tokens[-1] = tokens[-1].rstrip(" ,;-!.\n") + "."
     return tokens
 
 

@@ -13,8 +13,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .faults import FaultSpec
 from .generation import GenerationOptions
@@ -23,8 +22,9 @@ from .records import ResponseRecord
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):
+    """One event of the plan. A tuple of atoms, so the garbage collector does not track thousands of them."""
+
     kind: str
     delta: str = ""
     delay: float = 0.0  # seconds after the previous step
@@ -45,7 +45,9 @@ def plan_steps(record: ResponseRecord, options: GenerationOptions, faults: Fault
         steps.append(Step("queued"))
     steps.append(Step("in_progress", delay=options.queue_delay if record.background else 0.0))
     steps += [Step("item_added"), Step("part_added")]
-    steps += [Step("delta", d, ttft if i == 0 else gap) for i, d in enumerate(deltas)]
+    if deltas:
+        steps.append(Step("delta", deltas[0], ttft))
+        steps += [Step("delta", d, gap) for d in deltas[1:]]
     steps += [Step("text_done"), Step("part_done"), Step("item_done"), Step(ending)]
     if faults.fail_at is not None:
         at = max(1, faults.fail_at)
@@ -65,6 +67,7 @@ class Run:
         self.faults = faults
         self.options = options
         self.frames: list[bytes] = []
+        self._parts: list[str] = [record.text] if record.text else []  # the text as deltas, joined when needed
         self.stream_connections = 0
         self.http_errors = dict(faults.http_errors)
         self._on_event = on_event
@@ -77,6 +80,17 @@ class Run:
         self._delta_suffix = ',"logprobs":[]' + ("" if not options.timestamps else ',"mock_emitted_at":')
 
     # -- reading -----------------------------------------------------------------------------------------------
+    def sync_text(self) -> None:
+        """Bring ``record.text`` up to date with the deltas emitted so far."""
+        if len(self._parts) > 1:
+            self._parts = ["".join(self._parts)]
+        self.record.text = self._parts[0] if self._parts else ""
+
+    def snapshot(self) -> dict[str, Any]:
+        """The Response object as it stands now."""
+        self.sync_text()
+        return self.record.to_json()
+
     @property
     def finished(self) -> bool:
         """True once no more events will be appended (terminal, or cancelled)."""
@@ -110,6 +124,7 @@ class Run:
         """Rebuild the state after ``frames`` (loaded from storage) without emitting them again."""
         for index in range(len(frames)):
             self._apply(index, self.steps[index])
+        self.sync_text()
         self.frames = list(frames)
 
     async def _generate(self, start: int) -> None:
@@ -139,8 +154,7 @@ class Run:
     def _emit(self, index: int, step: Step) -> None:
         data = self._apply(index, step)
         event_type = _EVENT_TYPES[step.kind]
-        frame = b"event: " + event_type.encode() + b"\ndata: " + data.encode() + b"\n\n"
-        self.frames.append(frame)
+        self.frames.append(f"event: {event_type}\ndata: {data}\n\n".encode())
         if self._on_event is not None:
             self._on_event(self, index, event_type, data)
         if step.kind in _LIFECYCLE and self._on_record is not None:
@@ -151,11 +165,12 @@ class Run:
         r = self.record
         kind = step.kind
         if kind == "delta":
-            r.text += step.delta
+            self._parts.append(step.delta)  # no str += : replies can be tens of thousands of deltas
             r.output_tokens += 1
             tail = self._delta_suffix + (f"{time.time():.6f}}}" if self.options.timestamps else "}")
             return f"{self._delta_prefix}{seq}{self._delta_middle}{_dumps(step.delta)}{tail}"
         event: dict[str, Any] = {"type": _EVENT_TYPES[kind], "sequence_number": seq}
+        self.sync_text()
         if kind == "created":
             r.status = "queued" if r.background else "in_progress"
             event["response"] = r.to_json()
@@ -197,6 +212,7 @@ class Run:
             self._task.cancel()
         if self.record.item_status == "in_progress":
             self.record.item_status = "incomplete"
+        self.sync_text()
         self.record.finish("cancelled")
         if self._on_record is not None:
             self._on_record(self)

@@ -123,7 +123,7 @@ class ResponseService:
             scripted=scripted,
             status="queued" if params.background else "in_progress",
         )
-        run = self._build_run(record)
+        run = self._build_run(record, faults, options)
         if params.store:
             self.runs[record.id] = run
             self._save(run)
@@ -146,9 +146,10 @@ class ResponseService:
             history.append(f"instructions: {params.instructions}")
         return history + [f"{i.get('role', i.get('type'))}: {item_text(i)}" for i in params.input_items]
 
-    def _build_run(self, record: ResponseRecord) -> Run:
-        faults = FaultSpec.parse(record.faults)
-        options = GenerationOptions.parse(record.options)
+    def _build_run(self, record: ResponseRecord, faults: FaultSpec | None = None,
+                   options: GenerationOptions | None = None) -> Run:
+        faults = faults if faults is not None else FaultSpec.parse(record.faults)
+        options = options if options is not None else GenerationOptions.parse(record.options)
         deltas = plan_reply(options, record.conversation, record.scripted)
         steps = plan_steps(record, options, faults, deltas)
         persist = self._persistence
@@ -159,6 +160,7 @@ class ResponseService:
 
     def _save(self, run: Run) -> None:
         if self._persistence is not None:
+            run.sync_text()
             self._persistence.save_record(run.record.to_dict(), time.time())
 
     def _restore(self, persistence: SQLitePersistence) -> None:

@@ -15,7 +15,7 @@ from ..helpers import ROOT
 def test_all_lists_exactly_the_public_names() -> None:
     public = {name for name in dir(agent_nb) if not name.startswith("_")}
     modules = {name for name in public if type(getattr(agent_nb, name)).__name__ == "module"}
-    expected = (public - modules - {"annotations"}) | {"__version__"}
+    expected = (public - modules - {"annotations", "TYPE_CHECKING"}) | {"__version__"}
     assert set(agent_nb.__all__) == expected
     assert sorted(agent_nb.__all__, key=str.lower) == sorted(agent_nb.__all__, key=str.lower)
     for name in mock_server.__all__:
@@ -38,7 +38,8 @@ def test_packages_are_typed() -> None:
 
 
 def test_importing_agent_nb_imports_no_notebook_machinery() -> None:
-    code = "import sys, agent_nb; print(sorted(m for m in ('IPython', 'ipywidgets', 'nest_asyncio') if m in sys.modules))"
+    code = ("import sys, agent_nb; "
+            "print(sorted(m for m in ('IPython', 'ipywidgets', 'nest_asyncio') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
