@@ -150,8 +150,8 @@ def follow(kernel: Kernel, deltas: int, repeat: int) -> None:
     print(f"Stream of {deltas:,} deltas, unpaced, followed in a real kernel (median of {repeat}):")
     print(f"  kernel CPU per 1,000 deltas: {per_k_shown:.1f} ms with the widget, {per_k_bare:.1f} ms without "
           f"-> the widget adds {100 * (per_k_shown / per_k_bare - 1):+.0f}%")
-    print(f"  redraws: {shown['redraws']:.0f} in {shown['wall']:.2f} s = {shown['redraws'] / shown['wall']:.1f}/s "
-          f"while {deltas / shown['wall']:,.0f} deltas/s arrived")
+    print(f"  redraws: {shown['redraws']:.0f} for {deltas:,} deltas arriving at {deltas / shown['wall']:,.0f}/s "
+          f"({shown['redraws'] / deltas * 1000:.2f} per 1,000 deltas; status changes force a few)")
 
 
 if __name__ == "__main__":
