@@ -196,19 +196,19 @@ class NotebookRun:
 
     def cancel(self, timeout: float = 30.0) -> None:
         """Ask the service to cancel the run and wait for the answer."""
-        if self.run is None or self.response_id is None or self.finished:
-            return
+        self.loop.submit(self.cancel_async()).result(timeout)
+
+    async def cancel_async(self) -> None:
+        """Cancel on agent-nb's loop (what the Cancel button does); a failure to cancel is shown, not raised."""
         run = self.run
-
-        async def cancel() -> None:
-            try:
-                await run.cancel()
-            except AgentNBError as exc:
-                self.message = f"Could not cancel: {exc}"
-            self.phase = run.status
-            self._emit("status")
-
-        self.loop.submit(cancel()).result(timeout)
+        if run is None or self.response_id is None or self.finished:
+            return
+        try:
+            await run.cancel()
+        except AgentNBError as exc:
+            self.message = f"Could not cancel: {exc}"
+        self.phase = run.status
+        self._emit("status")
 
     def __repr__(self) -> str:
         label = f" {self.name!r}" if self.name else ""

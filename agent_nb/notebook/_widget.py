@@ -137,7 +137,7 @@ class RunWidget(widgets.VBox):  # type: ignore[misc]
 
     def _cancel(self) -> None:
         self.cancel_button.disabled = True
-        self.handle.loop.submit(_cancel_async(self.handle))
+        self.handle.loop.submit(self.handle.cancel_async())
 
     # -- fallbacks ----------------------------------------------------------------------------------------------
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
@@ -154,18 +154,6 @@ class RunWidget(widgets.VBox):  # type: ignore[misc]
                                + (f"<p>{html.escape(note)}</p>" if note else "")
                                + render_markdown(handle.text) + "</div>")
         return bundle
-
-
-async def _cancel_async(handle: NotebookRun) -> None:
-    run = handle.run
-    if run is None:
-        return
-    try:
-        await run.cancel()
-    except Exception as exc:
-        handle.message = f"Could not cancel: {exc}"
-    handle.phase = run.status
-    handle._emit("status")
 
 
 def _md_escape(text: str) -> str:
