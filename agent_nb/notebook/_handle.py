@@ -37,6 +37,7 @@ class NotebookRun:
         self.phase = "starting"  # the run's status, or "reconnecting" / "lost" / "error"
         self.message: str | None = None
         self.notice: str | None = None
+        self.cell_key: tuple[str, str] | None = None  # the %%agent cell (and prompt) that started it
         self._future: concurrent.futures.Future[AgentResponse | None] | None = None
         self._listeners: list[Listener] = []
         self._started_at = time.time()

@@ -107,8 +107,14 @@ class AgentMagics(Magics):  # type: ignore[misc]
             raise UsageError("%%agent needs a prompt in the cell body.")
         agent = self.agent()
         cell_key = self._cell_key(cell, args.session)
-        existing = None if args.new else self._unfinished_run_for(cell_key, prompt)
-        if existing is not None:
+        live = None if args.new else next(
+            (h for h in reversed(self.runs) if h.cell_key == (cell_key, prompt) and h.running), None)
+        existing = None if args.new or live is not None else self._unfinished_run_for(cell_key, prompt)
+        if live is not None:
+            handle = live
+            handle.notice = ("This cell's run is still going: showing it again rather than paying for a new one; "
+                             "run the cell with --new to start fresh.")
+        elif existing is not None:
             handle = NotebookRun.attach(agent, existing.run_id, stream=args.poll is None,
                                         poll_interval=self._poll(args), name=existing.name)
             handle.notice = (f"Re-attached to this cell's unfinished run {existing.run_id} instead of paying for a "
@@ -131,11 +137,13 @@ class AgentMagics(Magics):  # type: ignore[misc]
                                        poll_interval=self._poll(args), after=after, name=args.name)
             if args.session:
                 self.last_in_session[args.session] = handle
+        handle.cell_key = (cell_key, prompt)
         self._show(handle, args.out, wait=args.wait or self.wait_by_default)
         return None
 
     def _show(self, handle: NotebookRun, out: str | None, *, wait: bool) -> None:
-        self.runs.append(handle)
+        if handle not in self.runs:
+            self.runs.append(handle)
         if out and self.shell is not None:
             self.shell.user_ns[out] = handle
         widget = RunWidget.for_run(handle)

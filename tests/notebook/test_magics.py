@@ -174,9 +174,10 @@ def test_rerunning_a_cell_with_an_unfinished_run_reattaches(shell: InteractiveSh
     line = meta(tokens=400, tps=80)
     first = cell(shell, line, "Same cell")
     wait_until(lambda: first.text, what="text")
+    again = cell(shell, line, "Same cell")  # still live in this kernel: the same run, shown again
+    assert again is first and again.notice is not None and "still going" in again.notice
     magics = shell.magics_manager.registry["AgentMagics"]
     magics.runs.clear()  # as after a kernel restart: nothing follows the run in this kernel any more
-    first.cancel_requested = True
     second = cell(shell, line, "Same cell")
     assert second.notice is not None and "Re-attached" in second.notice
     wait_until(lambda: second.run_id is not None, what="re-attached run")
