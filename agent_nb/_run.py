@@ -150,7 +150,7 @@ class BackgroundRun:
                     for event in batch:
                         yield self._apply(event)
         except GaveUp as exc:
-            self._lost(f"The stream of {self.response_id} dropped and {exc.attempts} attempts to resume it failed "
+            self._lost(f"The stream of {self.response_id} failed {exc.attempts} times in a row without progress "
                        f"(last: {exc.reason}).", None)
         except ConnectionLost as exc:
             self._lost(str(exc), exc.__cause__)

@@ -105,6 +105,8 @@ class NotebookRun:
         if change == "reconnecting":
             self.phase = "reconnecting"
             self.message = f"Connection dropped; reconnecting (attempt {run.reconnects})…"
+        elif run.connection_lost is not None:
+            self.phase, self.message = "lost", str(run.connection_lost)
         elif change in ("text", "status") and self.phase != run.status:
             self.phase = run.status
             self.message = _error_message(run.error) if run.status == "failed" else None
@@ -144,7 +146,13 @@ class NotebookRun:
 
     @property
     def elapsed(self) -> float:
-        return self.run.elapsed if self.run is not None else time.time() - self._started_at
+        """Seconds since the run started (across resumes and kernels), until it ended."""
+        run = self.run
+        started = self._started_at
+        if run is not None and run.record is not None:
+            started = min(started, run.record.created_at)
+        ended = run.ended_at if run is not None else None
+        return (ended or time.time()) - started
 
     @property
     def running(self) -> bool:

@@ -103,14 +103,21 @@ def test_cancel_button_cancels(shell: InteractiveShell) -> None:
 def test_connection_lost_then_resume_button_finishes_exactly(shell: InteractiveShell, mock: MockServer) -> None:
     shell.run_line_magic("config", "AgentMagics.max_retries = 1")
     run = cell(shell, meta(tokens=60, faults="drop_after=12,http_503=2,retry_after=0"), "Drop me")
+    phases: list[str] = []
+    run.add_listener(lambda handle, change: phases.append(handle.phase))
     widget = RunWidget.for_run(run)
     wait_until(lambda: run.status == "lost" and not run.running, what="connection lost")
+    lost_after = run.elapsed
+    seen = [p for i, p in enumerate(phases) if i == 0 or p != phases[i - 1]]
+    assert "reconnecting" in seen
+    assert "in_progress" not in seen[seen.index("reconnecting"):seen.index("lost")]  # no flash before "lost"
     widget.refresh(force=True)
     assert "connection lost" in widget.status_line.value and not widget.resume_button.disabled
     assert widget.token_box.value.startswith("anb1.")
     shown = run.text
     widget.resume_button.click()
     wait_until(lambda: run.status == "completed" and not run.running, timeout=30, what="completion after Resume")
+    assert run.elapsed >= lost_after  # elapsed time counts from the first start, not from the resume
     assert run.text.startswith(shown) and run.text == server_text(mock, run.response_id)  # type: ignore[arg-type]
 
 
