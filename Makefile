@@ -13,9 +13,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	rm -f $(VENV)/.installed-* && touch $@
 
-## demo: set up, then start the bundled mock Responses server on http://127.0.0.1:$(PORT)/v1
-demo: mock
+## demo: set up, then open the quick start notebook in JupyterLab (it runs against the bundled mock server)
+demo: $(STAMP)
+	$(BIN)/jupyter lab notebooks/01_quickstart.ipynb --ServerApp.ip=127.0.0.1 $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
+## mock: set up, then start the bundled mock Responses server alone on http://127.0.0.1:$(PORT)/v1
 mock: $(STAMP)
 	$(BIN)/python -m mock_server --port $(PORT)
 
@@ -33,13 +35,20 @@ lint: $(STAMP)
 ## bench: run the benchmarks (figures are printed as ratios against a peer measured in the same run)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_server.py
+	$(BIN)/python bench/bench_client.py
+	$(BIN)/python bench/bench_notebook.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
-# Debian packages the tests use: redis-server (the Redis run store is tested against a real server).
+# Debian packages the tests use: redis-server (the Redis run store is tested against a real server) and chromium
+# (the JupyterLab test drives Debian's browser with Playwright; no browser download).
 system-deps:
-	@command -v redis-server >/dev/null 2>&1 || { \
-	  echo "Installing redis-server with apt-get (the Redis run-store tests need it)"; \
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing with apt-get:$$missing (the tests need them)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi

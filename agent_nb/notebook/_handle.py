@@ -69,6 +69,12 @@ class NotebookRun:
         return handle
 
     def _drive(self, make: Callable[[], BackgroundRun], after: NotebookRun | None) -> None:
+        if after is None or after.finished:
+            # Build the run now, so run_id, the stored text and the token are there when the cell returns; only a
+            # follow-up in a session must wait, since its request names the previous response.
+            run = make()
+            self.run = run
+            make = lambda: run  # noqa: E731
         self._future = self.loop.submit(self._follow(make, after))
 
     async def _follow(self, make: Callable[[], BackgroundRun], after: NotebookRun | None) -> AgentResponse | None:
