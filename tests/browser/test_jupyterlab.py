@@ -199,11 +199,6 @@ def _shot(page: Page, name: str) -> Path:
     return path
 
 
-def _colour(status: Locator) -> str:
-    """The computed colour of the status label (the widget colours it by phase)."""
-    return str(status.locator("b").first.evaluate("el => getComputedStyle(el).color"))
-
-
 def _prompt(cell: Locator) -> str:
     return cell.locator(".jp-InputPrompt").first.inner_text().strip()
 
@@ -273,7 +268,7 @@ def _drive_the_notebook(lab: Lab, page: Page) -> None:
     wait_until(lambda: len(body.inner_text()) > first_length + 20, 10, "the widget's text to grow")
     assert _prompt(cells.nth(2)) == "[*]:", "the widget should update while the sleep cell still runs"
     expect(status).to_contain_text("in progress")
-    assert _colour(status) == "rgb(37, 99, 235)"  # blue
+    expect(status.locator("b").first).to_have_css("color", "rgb(37, 99, 235)")  # blue (retried while it re-renders)
     expect(cancel).to_be_enabled()
     expect(resume).to_be_disabled()
     expect(widget.get_by_role("textbox")).to_have_value(re.compile(r"^anb1\."))  # the continuation token
@@ -289,7 +284,7 @@ def _drive_the_notebook(lab: Lab, page: Page) -> None:
     assert statuses.index("in progress") < statuses.index("reconnecting…") < statuses.index("connection lost"), \
         statuses
     expect(status).to_contain_text("connection lost")
-    assert _colour(status) == "rgb(220, 38, 38)"  # red
+    expect(status.locator("b").first).to_have_css("color", "rgb(220, 38, 38)")  # red (retried while it re-renders)
     expect(resume).to_be_enabled(timeout=5_000)
     expect(cancel).to_be_disabled()
     expect(widget).to_contain_text("Resume with the run's token")
@@ -307,7 +302,7 @@ def _drive_the_notebook(lab: Lab, page: Page) -> None:
           f"{time.monotonic() - clicked:.1f} s later; statuses seen: {statuses}")
     assert statuses[statuses.index("connection lost"):][-1] == "completed", statuses
     expect(status).to_contain_text("completed")
-    assert _colour(status) == "rgb(22, 163, 74)"  # green
+    expect(status.locator("b").first).to_have_css("color", "rgb(22, 163, 74)")  # green (retried while it re-renders)
     expect(resume).to_be_disabled()
     expect(cancel).to_be_disabled()
     _wait_cell_done(cells.nth(3), 10)
