@@ -130,22 +130,19 @@ class ResponsesClient:
 
     async def retrieve(self, response_id: str) -> dict[str, Any]:
         """``GET /responses/{id}``, retried on transport errors and 429/5xx."""
-        return await self._with_retries(lambda: self._get_once(response_id), what=f"retrieve {response_id}")
-
-    async def _get_once(self, response_id: str) -> dict[str, Any]:
-        try:
-            response = await self._client().get(f"responses/{response_id}")
-        except httpx.TransportError as exc:
-            raise Retryable(_describe(exc), error=exc) from exc
-        return _json_or_raise(response, response_id)
+        return await self._with_retries(lambda: self._idempotent_once("GET", f"responses/{response_id}", response_id),
+                                        what=f"retrieve {response_id}")
 
     async def cancel(self, response_id: str) -> dict[str, Any]:
         """``POST /responses/{id}/cancel`` (idempotent, so retried)."""
-        return await self._with_retries(lambda: self._cancel_once(response_id), what=f"cancel {response_id}")
+        return await self._with_retries(
+            lambda: self._idempotent_once("POST", f"responses/{response_id}/cancel", response_id),
+            what=f"cancel {response_id}")
 
-    async def _cancel_once(self, response_id: str) -> dict[str, Any]:
+    async def _idempotent_once(self, method: str, url: str, response_id: str) -> dict[str, Any]:
+        """One attempt at a request that is safe to repeat: any transport error is worth a retry."""
         try:
-            response = await self._client().post(f"responses/{response_id}/cancel")
+            response = await self._client().request(method, url)
         except httpx.TransportError as exc:
             raise Retryable(_describe(exc), error=exc) from exc
         return _json_or_raise(response, response_id)
