@@ -37,6 +37,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, grace: float = 15.0) -> int:
+    """Send ``sig`` to a process this test started, wait ``grace`` seconds, then kill it; returns its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return int(proc.returncode)
+
+
 class ServerProcess:
     """``python -m mock_server`` in a subprocess, stopped (by its PID) when the test ends."""
 
@@ -81,14 +93,7 @@ class ServerProcess:
             self.proc.wait(10)
 
     def stop(self) -> int | None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode if self.proc is not None else None
+        return stop_process(self.proc, signal.SIGINT) if self.proc is not None else None
 
     def __enter__(self) -> ServerProcess:
         return self.start()

@@ -27,7 +27,7 @@ import nbformat
 import pytest
 from playwright.sync_api import Locator, Page, expect, sync_playwright
 
-from ..helpers import ROOT, free_port, wait_until
+from ..helpers import ROOT, free_port, stop_process, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
@@ -172,12 +172,7 @@ def _stop_lab(lab: Lab) -> None:
                 lab.api("DELETE", f"kernels/{kernel['id']}")
         except (httpx.HTTPError, ValueError):
             pass
-        lab.proc.send_signal(signal.SIGTERM)
-        try:
-            lab.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            lab.proc.kill()
-            lab.proc.wait(10)
+        stop_process(lab.proc, signal.SIGTERM, grace=20)
 
 
 @pytest.fixture

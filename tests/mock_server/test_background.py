@@ -32,6 +32,28 @@ def collect(events: object) -> tuple[str, list[int], openai.types.responses.Resp
     return text, seqs, final
 
 
+def read_until(stream: object, stop_after: int | None = None
+               ) -> tuple[str, int, str | None, BaseException | None]:
+    """Read a stream up to event ``stop_after`` (then close it) or until it ends or fails.
+
+    Returns the concatenated deltas, the last sequence number, the response id and the error that ended it, if any.
+    """
+    text, last, response_id = "", -1, None
+    try:
+        for event in stream:  # type: ignore[attr-defined]
+            last = event.sequence_number
+            if event.type == "response.created":
+                response_id = event.response.id
+            if event.type == "response.output_text.delta":
+                text += event.delta
+            if last == stop_after:
+                stream.close()  # type: ignore[attr-defined]
+                break
+    except openai.APIError as exc:
+        return text, last, response_id, exc
+    return text, last, response_id, None
+
+
 def test_background_create_answers_queued_at_once_and_polls_to_completion(client: openai.OpenAI) -> None:
     created = client.responses.create(model="o3", input="Write a market analysis.", background=True, metadata=FAST)
     assert created.status == "queued"
@@ -76,17 +98,8 @@ def test_event_order_follows_the_protocol(client: openai.OpenAI) -> None:
 def test_resume_with_starting_after_gives_exactly_the_rest(client: openai.OpenAI, break_after: int) -> None:
     stream = client.responses.create(model="o3", input="Resume me", background=True, stream=True,
                                      metadata={"mock_options": "tokens=8,tps=0,ttft=0"})
-    first_text, response_id, last = "", None, -1
-    for event in stream:
-        last = event.sequence_number
-        if event.type == "response.created":
-            response_id = event.response.id
-        if event.type == "response.output_text.delta":
-            first_text += event.delta
-        if last == break_after:
-            break
-    stream.close()
-    assert response_id is not None
+    first_text, last, response_id, _ = read_until(stream, break_after)
+    assert response_id is not None and last == break_after
     rest_text, seqs, final = collect(client.responses.retrieve(response_id, stream=True, starting_after=last))
     assert final is not None
     assert seqs == list(range(last + 1, last + 1 + len(seqs)))

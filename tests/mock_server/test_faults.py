@@ -12,7 +12,7 @@ import pytest
 from mock_server import MockServer
 
 from ..helpers import wait_until
-from .test_background import collect, poll
+from .test_background import collect, poll, read_until
 
 OPTS = "tokens=30,tps=0,ttft=0,queue_delay=0"
 
@@ -23,17 +23,7 @@ def start_stream(client: openai.OpenAI, faults: str, options: str = OPTS, **kw: 
 
 
 def read_until_error(stream: object) -> tuple[str, int, str | None, BaseException | None]:
-    text, last, response_id = "", -1, None
-    try:
-        for event in stream:  # type: ignore[attr-defined]
-            last = event.sequence_number
-            if event.type == "response.created":
-                response_id = event.response.id
-            if event.type == "response.output_text.delta":
-                text += event.delta
-    except openai.APIError as exc:
-        return text, last, response_id, exc
-    return text, last, response_id, None
+    return read_until(stream)
 
 
 def test_drop_after_cuts_the_connection_and_a_resume_gets_the_rest(client: openai.OpenAI) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import openai
 
 from ..helpers import ServerProcess, wait_until
-from .test_background import collect, poll
+from .test_background import collect, poll, read_until
 
 PACED = "tokens=150,tps=150,ttft=0,queue_delay=0"
 
@@ -44,15 +44,7 @@ def test_an_unfinished_background_run_continues_exactly_after_kill_9(tmp_path: P
                                                                  max_retries=0) as sdk:
         stream = sdk.responses.create(model="o3", input="Survive a crash", background=True, stream=True,
                                       metadata={"mock_options": PACED})
-        text, last, response_id = "", -1, None
-        for event in stream:
-            last = event.sequence_number
-            if event.type == "response.created":
-                response_id = event.response.id
-            if event.type == "response.output_text.delta":
-                text += event.delta
-            if last == 40:
-                break
+        text, last, response_id, _ = read_until(stream, 40)
         assert response_id is not None
         server.kill()  # the client's stream dies with the server
     assert stored_status(db, response_id) in ("queued", "in_progress")
