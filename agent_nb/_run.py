@@ -155,7 +155,8 @@ class BackgroundRun:
         except ConnectionLost as exc:
             self._lost(str(exc), exc.__cause__)
         finally:
-            self._checkpoint(force=True)
+            if not self.terminal:  # a finished run's final state was written once, in _set_status
+                self._checkpoint(force=True)
 
     def _lost(self, message: str, cause: BaseException | None) -> None:
         lost = ConnectionLost(message + (" Resume with the run's token to continue where it stopped."
@@ -217,7 +218,7 @@ class BackgroundRun:
             final = output_text(response)
             if final is not None and (final.startswith(self.text) or final.endswith(self.text)):
                 self._parts, self._text_cache = [final], final  # the service's text is the whole text
-            self._checkpoint(force=True)
+            self._checkpoint(force=True)  # flush earlier notes first, so none lands after the final state
             if self.store is not None and self.record is not None:
                 self.store.update(self.record.run_id, status=status, error=self.error, text=self.text,
                                   sequence_number=self.sequence_number)
