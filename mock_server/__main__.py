@@ -14,6 +14,9 @@ from .config import ServerConfig
 from .errors import APIError
 from .faults import FAULT_KEYS, FaultSpec, describe_faults
 from .generation import MODES, GenerationOptions, ReplyScript
+from .limits import Limits
+from .persistence import PersistenceError
+from .server import PortUnavailable, bind
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds a finished response stays retrievable (default 600)")
     parser.add_argument("--stream-retention", type=float, default=300.0,
                         help="seconds a finished response stays streamable (default 300)")
+    limits = parser.add_argument_group("limits (bad or huge input gets a 4xx naming the limit)")
+    caps = Limits()
+    limits.add_argument("--max-body-bytes", type=int, default=caps.max_body_bytes,
+                        help=f"largest request body accepted (default {caps.max_body_bytes:,})")
+    limits.add_argument("--max-json-depth", type=int, default=caps.max_depth,
+                        help=f"deepest JSON nesting accepted (default {caps.max_depth})")
+    limits.add_argument("--max-tokens", type=int, default=caps.max_tokens,
+                        help=f"most text deltas one reply may have (default {caps.max_tokens:,})")
     pace = parser.add_argument_group("output and pacing")
     defaults = GenerationOptions()
     pace.add_argument("--tokens", type=int, default=defaults.tokens, help="text deltas per reply")
@@ -57,11 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     spec = FaultSpec.parse(args.faults, param="--faults")
-    flags = {key: getattr(args, key) for key in FAULT_KEYS if getattr(args, key) is not None}
-    if flags:
-        spec = dataclasses.replace(spec, **flags)
-    options = GenerationOptions(tokens=args.tokens, tps=args.tps, ttft=args.ttft, queue_delay=args.queue_delay,
-                                mode=args.mode, seed=args.seed)
+    given = [key for key in FAULT_KEYS if getattr(args, key) is not None]
+    if given:  # checked as a spec is, then laid over --faults
+        flags = FaultSpec.parse(",".join(key if getattr(args, key) is True else f"{key}={getattr(args, key)}"
+                                         for key in given), param="the fault flags")
+        spec = dataclasses.replace(spec, **{key: getattr(flags, key) for key in given})
+    options = GenerationOptions.parse(f"tokens={args.tokens},tps={args.tps},ttft={args.ttft},"
+                                      f"queue_delay={args.queue_delay},mode={args.mode},seed={args.seed}",
+                                      param="the pacing flags")
+    for name in ("max_body_bytes", "max_json_depth", "max_tokens"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1.")
+    limits = Limits(max_body_bytes=args.max_body_bytes, max_depth=args.max_json_depth, max_tokens=args.max_tokens)
+    if options.tokens > limits.max_tokens:
+        raise ValueError(f"--tokens {options.tokens} is more than --max-tokens {limits.max_tokens}.")
     return ServerConfig(
         options=options,
         faults=spec,
@@ -70,36 +90,48 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         api_key=args.api_key or None,
         poll_retention=args.poll_retention,
         stream_retention=args.stream_retention,
+        limits=limits,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Serve until Ctrl-C or SIGTERM. A mistake in the arguments, a busy port or an unusable ``--db`` file is one
+    sentence on stderr and exit status 2, never a traceback."""
     args = build_parser().parse_args(argv)
     try:
         config = config_from_args(args)
-    except (APIError, ValueError, OSError) as exc:
+        sock = bind(args.host, args.port)
+    except (APIError, ValueError, OSError, PortUnavailable) as exc:
         print(f"mock_server: {exc}", file=sys.stderr)
         return 2
     import uvicorn
 
     from .app import create_app
 
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host=args.host, port=args.port, log_level="warning",
-                                           timeout_graceful_shutdown=2))
+    try:
+        app = create_app(config)  # opens (and reads) the --db file, so that a damaged one is reported here
+    except PersistenceError as exc:
+        sock.close()
+        print(f"mock_server: {exc}", file=sys.stderr)
+        return 2
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
     host = f"[{args.host}]" if ":" in args.host else args.host
+    port = sock.getsockname()[1]
 
     async def serve() -> None:
-        task = asyncio.ensure_future(server.serve())
+        task = asyncio.ensure_future(server.serve(sockets=[sock]))
         while not server.started and not task.done():
             await asyncio.sleep(0.01)
         if server.started:
-            port = server.servers[0].sockets[0].getsockname()[1]
             where = f" (responses kept in {config.db})" if config.db else ""
             print(f"Mock Responses server on http://{host}:{port}/v1{where}. Press Ctrl-C to stop.", flush=True)
         await task
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve())
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve())
+    finally:
+        sock.close()
     return 0 if server.started else 1
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +18,7 @@ from .config import ServerConfig
 from .errors import APIError, bad_request, invalid_type
 from .faults import FaultSpec
 from .generation import GenerationOptions
+from .limits import Limits, parse_json
 from .service import ResponseService
 from .streaming import EventStream
 from .validation import parse_create
@@ -111,6 +111,7 @@ class _BearerAuth:
 class _ResponsesAPI:
     def __init__(self, service: ResponseService) -> None:
         self.service = service
+        self.limits = service.config.limits
 
     async def _gate(self, request: Request, body: bytes = b"", response_id: str | None = None) -> FaultSpec:
         """Parse the fault header and raise an injected HTTP error if this request should get one."""
@@ -121,15 +122,10 @@ class _ResponsesAPI:
         return header
 
     async def create(self, request: Request) -> Response:
-        raw = await request.body()
+        raw = await _read_body(request, self.limits)
         header = await self._gate(request, raw)
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise bad_request(f"We could not parse the JSON body of your request ({exc}). Send valid JSON with "
-                              "Content-Type: application/json.") from None
-        params = parse_create(body)
-        run = self.service.create(params, header)
+        params = parse_create(parse_json(raw, self.limits))
+        run = await self.service.create_saved(params, header)
         if params.stream:
             return EventStream(run, 0, cancel_on_disconnect=not params.background)  # type: ignore[return-value]
         if not params.background:
@@ -156,13 +152,14 @@ class _ResponsesAPI:
         if not run.record.background:
             raise bad_request("Only responses created with background=true can be cancelled.", param=None)
         run.cancel()
+        await self.service.saved(run, what=f"save the cancellation of {response_id}")
         return JSONResponse(run.snapshot())
 
     async def delete(self, request: Request) -> Response:
         response_id = request.path_params["response_id"]
         await self._gate(request, response_id=response_id)
         self.service.get(response_id)
-        self.service.delete(response_id)
+        await self.service.delete_saved(response_id)
         return JSONResponse({"id": response_id, "object": "response", "deleted": True})
 
     async def input_items(self, request: Request) -> Response:
@@ -208,7 +205,7 @@ class _ResponsesAPI:
 
     async def faults(self, request: Request) -> Response:
         if request.method == "PUT":
-            body = await _json_object(request)
+            body = await _json_object(request, self.limits)
             spec = body.get("faults", "")
             if not isinstance(spec, str):
                 raise invalid_type("faults", "a string", spec)
@@ -219,7 +216,7 @@ class _ResponsesAPI:
 
     async def options(self, request: Request) -> Response:
         if request.method == "PUT":
-            body = await _json_object(request)
+            body = await _json_object(request, self.limits)
             spec = body.get("options", "")
             if not isinstance(spec, str):
                 raise invalid_type("options", "a string", spec)
@@ -229,11 +226,23 @@ class _ResponsesAPI:
         return JSONResponse({"options": vars(self.service.options)})
 
 
-async def _json_object(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
-        raise bad_request("We could not parse the JSON body of your request.") from None
+async def _read_body(request: Request, limits: Limits) -> bytes:
+    """The request body, refused with a 413 as soon as it is larger than the limit (before reading all of it)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise limits.too_large()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limits.max_body_bytes:
+            raise limits.too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _json_object(request: Request, limits: Limits) -> dict[str, Any]:
+    body = parse_json(await _read_body(request, limits), limits)
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.")
     return body

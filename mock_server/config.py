@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .faults import FaultSpec
 from .generation import GenerationOptions, ReplyScript
+from .limits import Limits
 
 DEFAULT_MODELS = ("mock-model", "gpt-4.1", "gpt-4o-mini", "gpt-5", "o3", "o4-mini")
 
@@ -23,6 +24,7 @@ class ServerConfig:
         api_key: when set, requests must send ``Authorization: Bearer <api_key>``.
         poll_retention: seconds a finished response can still be retrieved (the service keeps about 10 minutes).
         stream_retention: seconds a finished response can still be streamed again (the service allows 5 minutes).
+        limits: caps on request sizes and on the work one request may cause.
     """
 
     options: GenerationOptions = field(default_factory=GenerationOptions)
@@ -33,3 +35,4 @@ class ServerConfig:
     poll_retention: float = 600.0
     stream_retention: float = 300.0
     models: tuple[str, ...] = DEFAULT_MODELS
+    limits: Limits = field(default_factory=Limits)

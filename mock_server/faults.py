@@ -15,11 +15,13 @@ A fault spec is a short string of ``key=value`` pairs separated by commas, semic
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import bad_request
+from .limits import MAX_SECONDS
 
 #: key -> (type, help). The order is the order of ``--help`` and of :func:`describe_faults`.
 FAULT_KEYS: dict[str, tuple[type, str]] = {
@@ -128,8 +130,14 @@ def _convert(key: str, raw: str | None, param: str) -> Any:
         raise bad_request(
             f"Invalid value for mock fault '{key}' in {param}: expected {expected}, got '{raw}'.", param=param
         ) from None
+    if kind is float and not math.isfinite(value):
+        raise bad_request(f"Invalid value for mock fault '{key}' in {param}: expected a finite number of seconds, "
+                          f"got '{raw}'.", param=param)
     if value < 0 or (key in ("split", "drops", "stalls") and value == 0):
         raise bad_request(f"Invalid value for mock fault '{key}' in {param}: it must be positive.", param=param)
+    if kind is float and value > MAX_SECONDS:
+        raise bad_request(f"Invalid value for mock fault '{key}' in {param}: at most {MAX_SECONDS:g} seconds, got "
+                          f"'{raw}'.", param=param)
     return value
 
 

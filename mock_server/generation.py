@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import random
 import re
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import bad_request
+from .limits import MAX_SECONDS
 
 MODES = ("text", "multibyte", "scripted")
 
@@ -69,9 +71,15 @@ def _convert_option(key: str, kind: Any, raw: str, param: str) -> Any:
         expected = " or ".join(MODES) if key == "mode" else "a number"
         raise bad_request(f"Invalid value for mock option '{key}' in {param}: expected {expected}, got '{raw}'.",
                           param=param) from None
+    if not math.isfinite(value):
+        raise bad_request(f"Invalid value for mock option '{key}' in {param}: expected a finite number, got "
+                          f"'{raw}'.", param=param)
     if value < 0:
         raise bad_request(f"Invalid value for mock option '{key}' in {param}: it must not be negative.",
                           param=param)
+    if key in ("ttft", "queue_delay") and value > MAX_SECONDS:
+        raise bad_request(f"Invalid value for mock option '{key}' in {param}: at most {MAX_SECONDS:g} seconds, "
+                          f"got '{raw}'.", param=param)
     return value
 
 

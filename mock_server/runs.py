@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -60,7 +62,7 @@ class Run:
     """The live state of one response: its record, its event log, and the task generating it."""
 
     def __init__(self, record: ResponseRecord, steps: list[Step], faults: FaultSpec, options: GenerationOptions,
-                 on_event: Callable[[Run, int, str, str], None] | None = None,
+                 on_event: Callable[[Run, int, str, str], object] | None = None,
                  on_record: Callable[[Run], None] | None = None) -> None:
         self.record = record
         self.steps = steps
@@ -74,6 +76,7 @@ class Run:
         self._on_record = on_record
         self._waiters: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
+        self.deleted = False
         m = record.message_id
         self._delta_prefix = ('{"type":"response.output_text.delta","sequence_number":')
         self._delta_middle = f',"item_id":"{m}","output_index":0,"content_index":0,"delta":'
@@ -93,20 +96,25 @@ class Run:
 
     @property
     def finished(self) -> bool:
-        """True once no more events will be appended (terminal, or cancelled)."""
+        """True once the response has ended (terminal, or cancelled)."""
         return self.record.terminal
 
+    @property
+    def closed(self) -> bool:
+        """True once no more events will be appended: the response has ended or was deleted."""
+        return self.deleted or self.record.terminal
+
     def wait_for_more(self, count: int) -> asyncio.Future[None]:
-        """A future that completes when the log has more than ``count`` frames or the run is finished."""
+        """A future that completes when the log has more than ``count`` frames or the run is closed."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if len(self.frames) > count or self.finished:
+        if len(self.frames) > count or self.closed:
             fut.set_result(None)
         else:
             self._waiters.append(fut)
         return fut
 
     async def wait_finished(self) -> None:
-        while not self.finished:
+        while not self.closed:
             await self.wait_for_more(len(self.frames))
 
     def _notify(self) -> None:
@@ -148,8 +156,24 @@ class Run:
                     if due > now:
                         break
                 self._notify()
+        except Exception as exc:  # a bug here must end the response, not leave it queued forever
+            self._fail_internally(index, exc)
         finally:
             self._notify()
+
+    def _fail_internally(self, seq: int, exc: Exception) -> None:
+        traceback.print_exception(exc, file=sys.stderr)
+        record = self.record
+        if record.item_status == "in_progress":
+            record.item_status = "incomplete"
+        record.error = {"code": "server_error", "message": f"The mock server hit an unexpected error while "
+                        f"generating this response ({type(exc).__name__}); this is a bug in mock_server."}
+        self.sync_text()
+        record.finish("failed")
+        event = {"type": "response.failed", "sequence_number": len(self.frames), "response": record.to_json()}
+        self.frames.append(b"event: response.failed\ndata: " + json.dumps(event).encode() + b"\n\n")
+        if self._on_record is not None:
+            self._on_record(self)
 
     def _emit(self, index: int, step: Step) -> None:
         data = self._apply(index, step)
@@ -220,7 +244,8 @@ class Run:
         return True
 
     def discard(self) -> None:
-        """Stop generating without recording an outcome (the response was deleted)."""
+        """Stop generating without recording an outcome (the response was deleted); its streams end at once."""
+        self.deleted = True
         if self._task is not None:
             self._task.cancel()
         self._notify()

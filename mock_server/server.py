@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import socket
 import threading
 from collections.abc import Iterator
@@ -64,9 +65,7 @@ class MockServer:
         """Start serving; returns once the server accepts connections."""
         if self.running:
             return self
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self._requested_port))
+        sock = bind(self.host, self._requested_port)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(create_app(self.config), log_level=self._log_level, lifespan="on",
                                 timeout_graceful_shutdown=2)
@@ -121,6 +120,28 @@ class MockServer:
     def __repr__(self) -> str:
         state = self.url if self.port is not None and self.running else "stopped"
         return f"<MockServer {state}>"
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (0 for a free port); a busy port raises :class:`PortUnavailable`."""
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and without it every
+    # keep-alive response (headers, then body) waits ~40 ms for the client's delayed ACK.
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortUnavailable(f"port {port} on {host} is already in use (another mock server?). Stop it, or "
+                                  "choose another port with --port (--port 0 picks a free one).") from None
+        raise PortUnavailable(f"cannot listen on {host}:{port} ({exc.strerror or exc}).") from None
+    return sock
+
+
+class PortUnavailable(Exception):
+    """The port cannot be listened on: in use, or not ours to take."""
 
 
 def _wait(condition: Any, timeout: float) -> bool:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import sys
 import time
+from collections import OrderedDict
 from typing import Any
 
 from .config import ServerConfig
 from .errors import APIError, not_found
 from .faults import FaultSpec
 from .generation import GenerationOptions, plan_reply
-from .persistence import SQLitePersistence
+from .persistence import PersistenceError, SQLitePersistence
 from .records import ResponseRecord, new_id
 from .runs import Run, plan_steps
 from .validation import CreateParams, item_text
@@ -45,9 +47,11 @@ class ResponseService:
         self.runs: dict[str, Run] = {}
         self._server_http: dict[int, int] = dict(config.faults.http_errors)
         self._server_retry_after = config.faults.retry_after
-        self._request_http: dict[str, dict[int, int]] = {}
+        #: HTTP-error counts of X-Mock-Faults requests, by request identity; the oldest are forgotten first.
+        self._request_http: OrderedDict[str, dict[int, int]] = OrderedDict()
         self._persistence = SQLitePersistence(config.db) if config.db else None
         self._sweeper: asyncio.Task[None] | None = None
+        self._tickets: dict[str, int] = {}  # the last write of each response's record
 
     # -- life cycle ---------------------------------------------------------------------------------------------
     async def startup(self) -> None:
@@ -83,7 +87,13 @@ class ResponseService:
             raise http_fault(status, self._server_retry_after)
         if header is not None and header.http_errors:
             key = hashlib.sha256(identity).hexdigest()
-            counts = self._request_http.setdefault(key, dict(header.http_errors))
+            counts = self._request_http.get(key)
+            if counts is None:
+                counts = self._request_http[key] = dict(header.http_errors)
+                while len(self._request_http) > self.config.limits.tracked_requests:
+                    self._request_http.popitem(last=False)
+            else:
+                self._request_http.move_to_end(key)
             status = _take(counts)
             if status:
                 raise http_fault(status, header.retry_after)
@@ -100,6 +110,10 @@ class ResponseService:
             FaultSpec.parse(params.metadata.get("mock_faults"), param="metadata.mock_faults"))
         options = GenerationOptions.parse(params.metadata.get("mock_options"), self.options,
                                           param="metadata.mock_options")
+        if options.tokens > self.config.limits.max_tokens:
+            raise APIError(400, f"Invalid 'metadata.mock_options': tokens={options.tokens} is more than this mock "
+                           f"server generates ({self.config.limits.max_tokens:,} deltas; start it with --max-tokens "
+                           "to change that).", param="metadata.mock_options", code="invalid_value")
         conversation = self._conversation(params)
         prompt = next((item_text(i) for i in reversed(params.input_items) if i.get("role") == "user"), "")
         scripted = params.metadata.get("mock_reply")
@@ -161,25 +175,58 @@ class ResponseService:
     def _save(self, run: Run) -> None:
         if self._persistence is not None:
             run.sync_text()
-            self._persistence.save_record(run.record.to_dict(), time.time())
+            self._tickets[run.record.id] = self._persistence.save_record(run.record.to_dict(), time.time())
+
+    async def saved(self, run: Run, *, what: str) -> None:
+        """Return once the response's record, as last written, is committed to ``--db`` (at once without one).
+
+        Raises a 503 naming the failure if it could not be saved: the server never acknowledges a create, a cancel
+        or a delete that would not survive a crash.
+        """
+        ticket = self._tickets.get(run.record.id)
+        if self._persistence is None or ticket is None:
+            return  # nothing to save, or nothing written since it was loaded from the database
+        try:
+            await self._persistence.wait(ticket)
+        except PersistenceError as exc:
+            raise APIError(503, f"The mock server could not {what}: {exc}. Nothing was acknowledged; retry once the "
+                           "database is writable.", type="server_error") from None
+
+    async def create_saved(self, params: CreateParams, header_faults: FaultSpec) -> Run:
+        """:meth:`create`, answered only once the new response is durable; if it cannot be, it is forgotten."""
+        run = self.create(params, header_faults)
+        try:
+            await self.saved(run, what=f"save the new response {run.record.id}")
+        except APIError:
+            self.delete(run.record.id)
+            raise
+        return run
 
     def _restore(self, persistence: SQLitePersistence) -> None:
-        for data, frames in persistence.load():
-            record = ResponseRecord.from_dict(data)
-            if record.terminal:
-                run = self._build_run(record)
-                run.frames = frames
-            else:
-                fresh = ResponseRecord.from_dict({**data, "text": "", "output_tokens": 0, "item_status": None,
-                                                  "status": "queued" if record.background else "in_progress"})
-                run = self._build_run(fresh)
-                run.replay_silently(frames)
-                if not record.background:
-                    # A foreground response dies with its connection, and the connection died with the server.
-                    run.cancel()
-                elif not run.finished:
-                    run.start(from_step=len(frames))
-            self.runs[record.id] = run
+        loaded, persistence.loaded = persistence.loaded, []
+        for data, frames in loaded:
+            try:
+                self._restore_one(data, frames)
+            except (APIError, TypeError, ValueError, KeyError, IndexError) as exc:
+                print(f"mock_server: skipping stored response {data.get('id')}: it cannot be restored ({exc}).",
+                      file=sys.stderr, flush=True)
+
+    def _restore_one(self, data: dict[str, Any], frames: list[bytes]) -> None:
+        record = ResponseRecord.from_dict(data)
+        if record.terminal:
+            run = self._build_run(record)
+            run.frames = frames
+        else:
+            fresh = ResponseRecord.from_dict({**data, "text": "", "output_tokens": 0, "item_status": None,
+                                              "status": "queued" if record.background else "in_progress"})
+            run = self._build_run(fresh)
+            run.replay_silently(frames)
+            if not record.background:
+                # A foreground response dies with its connection, and the connection died with the server.
+                run.cancel()
+            elif not run.finished:
+                run.start(from_step=len(frames))
+        self.runs[record.id] = run
 
     # -- finding ------------------------------------------------------------------------------------------------
     def get(self, response_id: str) -> Run:
@@ -204,12 +251,22 @@ class ResponseService:
         ended = run.record.ended_at
         return ended is not None and time.time() - ended > retention
 
-    def delete(self, response_id: str) -> None:
+    def delete(self, response_id: str) -> int | None:
+        """Forget a response (its streams end at once); returns the ticket of its deletion in ``--db``."""
         run = self.runs.pop(response_id, None)
+        self._tickets.pop(response_id, None)
         if run is not None:
             run.discard()
-        if self._persistence is not None:
-            self._persistence.delete(response_id)
+        return self._persistence.delete(response_id) if self._persistence is not None else None
+
+    async def delete_saved(self, response_id: str) -> None:
+        ticket = self.delete(response_id)
+        if ticket is not None and self._persistence is not None:
+            try:
+                await self._persistence.wait(ticket)
+            except PersistenceError as exc:
+                raise APIError(503, f"The mock server could not delete {response_id} from its database: {exc}.",
+                               type="server_error") from None
 
     async def _sweep_forever(self) -> None:
         interval = max(0.5, min(30.0, self.config.poll_retention / 4))
@@ -223,7 +280,10 @@ class ResponseService:
         statuses: dict[str, int] = {}
         for run in self.runs.values():
             statuses[run.record.status] = statuses.get(run.record.status, 0) + 1
-        return {"responses": len(self.runs), "statuses": statuses}
+        stats: dict[str, Any] = {"responses": len(self.runs), "statuses": statuses}
+        if self._persistence is not None:
+            stats["persistence"] = self._persistence.health
+        return stats
 
 
 def _take(counts: dict[int, int]) -> int | None:

@@ -110,8 +110,8 @@ class EventStream:
                 index += 1
                 sent += 1
                 continue
-            if run.finished:
-                return
+            if run.closed:
+                return  # ended, or deleted: a deleted response's stream ends at once
             self._waiter = run.wait_for_more(index)
             await self._waiter
 

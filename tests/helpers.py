@@ -52,11 +52,13 @@ def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, grace: 
 class ServerProcess:
     """``python -m mock_server`` in a subprocess, stopped (by its PID) when the test ends."""
 
-    def __init__(self, *args: str, port: int | None = None) -> None:
+    def __init__(self, *args: str, port: int | None = None,
+                 wrap: Callable[[list[str]], list[str]] | None = None) -> None:
         self.port = port or free_port()
         self.args = ["--port", str(self.port), *args]
         self.proc: subprocess.Popen[str] | None = None
         self.banner = ""
+        self._wrap = wrap or (lambda argv: argv)  # e.g. run it inside a small disk's mount namespace
 
     @property
     def url(self) -> str:
@@ -64,8 +66,8 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "mock_server", *self.args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+        self.proc = subprocess.Popen(self._wrap([sys.executable, "-m", "mock_server", *self.args]),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
         assert self.proc.stdout is not None
         self.banner = self.proc.stdout.readline()
         if "Mock Responses server on" not in self.banner:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import httpx
 import openai
 import pytest
@@ -244,6 +246,30 @@ def test_delete_removes_the_response(client: openai.OpenAI) -> None:
     client.responses.delete(created.id)
     with pytest.raises(openai.NotFoundError, match=created.id):
         client.responses.retrieve(created.id)
+
+
+def test_deleting_a_response_ends_its_open_streams_at_once(client: openai.OpenAI) -> None:
+    stream = client.responses.create(model="o3", input="Delete me mid-stream", background=True, stream=True,
+                                     metadata={"mock_options": "tokens=5000,tps=50,ttft=0,queue_delay=0"})
+    seen: list[int] = []
+    ids: list[str] = []
+    ended = threading.Event()
+
+    def read() -> None:
+        for event in stream:
+            seen.append(event.sequence_number)
+            if event.type == "response.created":
+                ids.append(event.response.id)
+        ended.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    wait_until(lambda: len(seen) > 10, what="the stream to be under way")
+    client.responses.delete(ids[0])
+    assert ended.wait(5), "the stream stayed open after its response was deleted"
+    reader.join(5)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(ids[0])
 
 
 def test_models_are_listed(client: openai.OpenAI) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import openai
@@ -55,3 +57,57 @@ def test_help_lists_the_faults() -> None:
     assert result.returncode == 0
     for flag in ("--drop-after", "--fail-at", "--http-429", "--stall", "--split", "--db", "--api-key"):
         assert flag in result.stdout
+
+
+def test_a_busy_port_is_one_sentence_and_exit_status_2() -> None:
+    with ServerProcess() as server:
+        result = subprocess.run([sys.executable, "-m", "mock_server", "--port", str(server.port)], cwd=ROOT,
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (f"mock_server: port {server.port} on 127.0.0.1 is already in use (another mock "
+                                     "server?). Stop it, or choose another port with --port (--port 0 picks a free "
+                                     "one).")
+
+
+@pytest.mark.parametrize("content", [b"this is not a database" * 100, b"SQLite format 3\x00" + b"\xff" * 5000])
+def test_a_damaged_db_file_is_one_sentence_naming_it_and_exit_status_2(tmp_path: Path, content: bytes) -> None:
+    db = tmp_path / "damaged.sqlite3"
+    db.write_bytes(content)
+    result = subprocess.run([sys.executable, "-m", "mock_server", "--port", "0", "--db", str(db)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert str(db) in result.stderr and "move it aside" in result.stderr
+    assert db.read_bytes() == content, "a damaged file must be left as it was"
+
+
+def test_a_damaged_record_in_the_db_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    db = tmp_path / "mock.sqlite3"
+    with ServerProcess("--db", str(db), "--tokens", "3", "--tps", "0", "--ttft", "0") as server:
+        good = httpx.post(f"{server.url}/responses", json={"model": "o3", "input": "x"}, timeout=10).json()["id"]
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO responses VALUES ('resp_bad', '{not json', 0)")
+    server = ServerProcess("--db", str(db)).start()
+    try:
+        assert httpx.get(f"{server.url}/responses/{good}", timeout=10).status_code == 200
+        assert httpx.get(f"{server.url}/responses/resp_bad", timeout=10).status_code == 404
+    finally:
+        server.stop()
+    assert server.proc is not None and server.proc.stderr is not None
+    stderr = server.proc.stderr.read()
+    for stream in (server.proc.stdout, server.proc.stderr):
+        if stream is not None:
+            stream.close()
+    assert "skipping stored response resp_bad: its record is damaged" in stderr and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--tps", "nan"], "expected a finite number"),
+    (["--max-tokens", "0"], "--max-tokens must be at least 1"),
+    (["--tokens", "500", "--max-tokens", "100"], "--tokens 500 is more than --max-tokens 100"),
+    (["--retry-after", "inf"], "expected a finite number"),
+])
+def test_bad_limits_and_pacing_flags_exit_with_a_message(flags: list[str], message: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "mock_server", "--port", "0", *flags], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
