@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 import zlib
@@ -16,29 +17,41 @@ from ._errors import InvalidContinuationToken
 __all__ = ["ContinuationToken"]
 
 _PREFIX = "anb1."
-_RESPONSE_ID = re.compile(r"^[A-Za-z0-9_\-]{1,200}$")
+_RESPONSE_ID = re.compile(r"[A-Za-z0-9_\-]{1,200}")  # used with fullmatch: "$" would let a trailing newline in
+_SEQUENCE = re.compile(r"-1|0|[1-9][0-9]{0,18}")  # a printed token's number: -1, or 0 .. 10**19 - 1
+_MAX_SEQUENCE = 2**63 - 1
 
 
-@dataclass(frozen=True, order=True)
+@functools.total_ordering
+@dataclass(frozen=True)
 class ContinuationToken:
     """Where to pick a background run up again: its ``response_id`` and the last ``sequence_number`` received.
 
     Resuming continues at ``sequence_number + 1``: nothing repeated, nothing skipped. ``sequence_number`` is
     ``None`` for a token that knows only the response (such as Agent Framework's), which replays from the start.
-    ``str(token)`` is a short string (``anb1.…``) that :meth:`parse` reads back; it carries no secret.
+    ``str(token)`` is a short string (``anb1.…``) that :meth:`parse` reads back; it carries no secret. Tokens of one
+    response order by position, a token without a sequence number first (it resumes from the very start).
     """
 
     response_id: str
     sequence_number: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.response_id, str) or not _RESPONSE_ID.match(self.response_id):
+        if not isinstance(self.response_id, str) or not _RESPONSE_ID.fullmatch(self.response_id):
             raise InvalidContinuationToken(f"A continuation token needs a response id such as 'resp_…', got "
-                                           f"{self.response_id!r}.")
+                                           f"{self.response_id!r:.80}.")
         seq = self.sequence_number
-        if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < -1):
-            raise InvalidContinuationToken(f"A continuation token's sequence number must be an integer >= -1, got "
-                                           f"{seq!r}.")
+        if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or not -1 <= seq <= _MAX_SEQUENCE):
+            raise InvalidContinuationToken(f"A continuation token's sequence number must be an integer from -1 to "
+                                           f"2**63 - 1, got {seq!r:.40}.")
+
+    def _position(self) -> tuple[str, int]:
+        return self.response_id, -2 if self.sequence_number is None else self.sequence_number
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, ContinuationToken):
+            return NotImplemented
+        return self._position() < other._position()
 
     @property
     def starting_after(self) -> int | None:
@@ -75,10 +88,14 @@ class ContinuationToken:
                 return cls._from_string(text)
             if text.startswith("{"):
                 try:
-                    return cls._from_mapping(json.loads(text))
-                except ValueError:
+                    data = json.loads(text)
+                except (ValueError, RecursionError):
                     raise InvalidContinuationToken("This continuation token is not valid JSON; it may have been "
                                                    "cut short when copied.") from None
+                if not isinstance(data, Mapping):
+                    raise InvalidContinuationToken("A JSON continuation token must be an object with a "
+                                                   "'response_id'.")
+                return cls._from_mapping(data)
             if text.startswith("anb"):
                 raise InvalidContinuationToken(f"Unsupported continuation token version in {text[:8]!r}; this "
                                                "agent-nb reads 'anb1.' tokens.")
@@ -107,9 +124,12 @@ class ContinuationToken:
         except UnicodeDecodeError:
             raise damaged from None
         response_id, sep, seq = decoded.rpartition(":")
-        if not sep or not _RESPONSE_ID.match(response_id) or not re.fullmatch(r"-?\d*", seq):
+        if not sep or not _RESPONSE_ID.fullmatch(response_id) or (seq and not _SEQUENCE.fullmatch(seq)):
             raise damaged
-        return cls(response_id, int(seq) if seq else None)
+        try:
+            return cls(response_id, int(seq) if seq else None)
+        except InvalidContinuationToken:
+            raise damaged from None
 
     @classmethod
     def _from_mapping(cls, data: Mapping[str, Any]) -> ContinuationToken:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
+import zlib
 
 import pytest
 
@@ -79,3 +81,45 @@ def test_carries_no_secret_and_a_readable_repr() -> None:
 def test_is_a_value_error_too() -> None:
     with pytest.raises(ValueError, match="not a continuation token"):
         ContinuationToken.parse("hello")
+
+
+def _checksummed(payload: str) -> str:
+    """A token string with a valid checksum around any payload, as a damaged copy might carry."""
+    raw = payload.encode()
+    return "anb1." + base64.urlsafe_b64encode(raw + zlib.crc32(raw).to_bytes(4, "big")).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("payload", [f"{RESPONSE_ID}:-", f"{RESPONSE_ID}:{'9' * 4300}", f"{RESPONSE_ID}:{'1' * 25}",
+                                     f"{RESPONSE_ID}:-7", f"{RESPONSE_ID}:+3", f"{RESPONSE_ID}:03", f"{RESPONSE_ID}: 3",
+                                     f"{RESPONSE_ID}\n:3", f"{RESPONSE_ID}:3\n", ":3", "resp_é:3"])
+def test_a_checksum_valid_token_with_a_bad_number_or_id_is_an_invalid_token(payload: str) -> None:
+    with pytest.raises(InvalidContinuationToken, match="damaged"):
+        ContinuationToken.parse(_checksummed(payload))
+
+
+def test_a_response_id_ending_in_a_newline_is_refused() -> None:
+    for value in (f"{RESPONSE_ID}\n", f"{RESPONSE_ID}\r\n", f"\n{RESPONSE_ID}"):
+        with pytest.raises(InvalidContinuationToken, match="needs a response id"):
+            ContinuationToken(value, 1)
+        with pytest.raises(InvalidContinuationToken):
+            ContinuationToken.parse({"response_id": value, "sequence_number": 1})
+
+
+def test_tokens_without_a_sequence_number_compare_before_every_position() -> None:
+    start, first, later = (ContinuationToken(RESPONSE_ID), ContinuationToken(RESPONSE_ID, -1),
+                           ContinuationToken(RESPONSE_ID, 5))
+    assert start < first < later and later > start and start <= start and not start < start
+    assert sorted([later, start, first]) == [start, first, later]
+    assert max(ContinuationToken("resp_a"), ContinuationToken("resp_a", 0)).sequence_number == 0
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"response_id": "resp_a", "sequence_number": 3.0}', "must be an integer"),
+    ('{"response_id": "resp_a", "sequence_number": 1e30}', "must be an integer"),
+    ('{"response_id": "resp_a", "sequence_number": 99999999999999999999}', "2\\*\\*63"),
+    ('["resp_a", 3]', "not a continuation token"),
+    ('{"response_id": "resp_a", "sequence_number": 3', "not valid JSON"),
+])
+def test_a_json_token_says_what_is_wrong_with_it(text: str, message: str) -> None:
+    with pytest.raises(InvalidContinuationToken, match=message):
+        ContinuationToken.parse(text)
