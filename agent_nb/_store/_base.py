@@ -66,13 +66,36 @@ class RunStore(abc.ABC):
     def _update(self, run_id: str, fields: dict[str, Any]) -> RunRecord:
         """Apply already-checked field values atomically and return the new record."""
 
-    @abc.abstractmethod
-    def checkpoint(self, run_id: str, sequence_number: int, text: str, status: str | None = None) -> None:
-        """Record how far a run's stream got, atomically.
+    def checkpoint(self, run_id: str, sequence_number: int, text: str, status: str | None = None) -> bool:
+        """Record how far a run's stream got, atomically, if that is further than the store has it.
 
-        After a crash at any moment, the stored ``(sequence_number, text)`` pair is one that was written together,
-        never the number of one checkpoint with the text of another. Also sets ``status`` when given.
+        ``text`` must be exactly the output of events ``0..sequence_number``. The pair is written together or not at
+        all, so after a crash at any moment the store holds a pair that was written together. It is written only
+        while the run is unfinished and ``sequence_number`` is past the stored one: a process that lags behind (or
+        resumes from an older token) never moves a run back, and nothing overwrites a finished run. Also sets
+        ``status`` when given. Returns whether it was written.
         """
+        fields: dict[str, Any] = {"sequence_number": sequence_number, "text": text, "updated_at": time.time()}
+        if status is not None:
+            fields["status"] = status
+        return self._advance(run_id, fields, past=sequence_number)
+
+    def note_status(self, run_id: str, status: str, *, error: dict[str, Any] | None = None) -> bool:
+        """Set an unfinished run's status (and its ``error`` when given); a finished run is left as it is.
+
+        This is how a status that is not a stream position is recorded: a polled run going ``in_progress``, or a
+        run the service no longer has becoming ``lost``. Returns whether it was written.
+        """
+        fields: dict[str, Any] = {"status": status, "updated_at": time.time()}
+        if error is not None:
+            fields["error"] = error
+        return self._advance(run_id, fields, past=None)
+
+    @abc.abstractmethod
+    def _advance(self, run_id: str, fields: dict[str, Any], *, past: int | None) -> bool:
+        """Apply ``fields`` atomically if the run is unfinished and, when ``past`` is given, its stored sequence
+        number is None or below ``past``; return whether they were applied (:class:`StoredRunNotFound` if the run
+        is not there)."""
 
     @abc.abstractmethod
     def delete(self, run_id: str) -> None:

@@ -25,9 +25,10 @@ class CheckpointWriter:
 
     :meth:`note` only keeps the latest state of each run; a daemon thread writes what changed every ``interval``
     seconds, and :meth:`flush` writes it at once (call it at terminal events). A write that fails is kept in
-    ``last_error`` and retried on the next pass, never raised into the stream; a run the store no longer has is
-    dropped. Notes wait in memory until written, so a writer thread that died (or a fork) loses none: the next
-    note starts a new thread, and :meth:`flush` writes them anyway.
+    ``last_error`` (and :meth:`error_for` the run) and retried on the next pass, never raised into the stream; a run
+    the store no longer has is dropped, and so is a note the store refuses because it already has that run further
+    along (or finished). Notes wait in memory until written, so a writer thread that died (or a fork) loses none:
+    the next note starts a new thread, and :meth:`flush` writes them anyway.
 
     Args:
         store: where checkpoints go.
@@ -40,7 +41,8 @@ class CheckpointWriter:
         #: Why the latest pass that had something to write failed to write some of it; None if it wrote it all.
         self.last_error: Exception | None = None
         self._pending: dict[str, _Note] = {}
-        self._lock = threading.Lock()  # guards _pending and _thread
+        self._errors: dict[str, Exception] = {}  # why the latest write of a run failed, until one succeeds
+        self._lock = threading.Lock()  # guards _pending, _errors and _thread
         self._write_lock = threading.Lock()  # one pass at a time, so an older state never lands after a newer one
         self._dirty = threading.Event()
         self._stopping = threading.Event()
@@ -62,6 +64,16 @@ class CheckpointWriter:
         else:
             self._dirty.set()
 
+    def error_for(self, run_id: str) -> Exception | None:
+        """Why the latest write of this run's notes failed, or None if it succeeded (or none was tried yet)."""
+        with self._lock:
+            return self._errors.get(run_id)
+
+    def forget_error(self, run_id: str) -> None:
+        """Forget a run's last write error (a new follower of the run starts with a clean slate)."""
+        with self._lock:
+            self._errors.pop(run_id, None)
+
     @property
     def pending(self) -> int:
         """How many runs have notes not yet written."""
@@ -76,14 +88,21 @@ class CheckpointWriter:
             error: Exception | None = None
             retry = False
             for run_id, note in batch:
+                failure: Exception | None = None
                 try:
                     self.store.checkpoint(run_id, note.sequence_number, note.text, note.status)
                 except StoredRunNotFound as exc:  # deleted or pruned: retrying cannot help, so drop the note
-                    error = exc
+                    error = failure = exc
                 except Exception as exc:  # kept for the next pass
                     error, retry = exc, True
+                    with self._lock:
+                        self._errors[run_id] = exc
                     continue
                 with self._lock:
+                    if failure is None:
+                        self._errors.pop(run_id, None)
+                    else:
+                        self._errors[run_id] = failure
                     if self._pending.get(run_id) is note:  # unless a newer note came in meanwhile
                         del self._pending[run_id]
             if batch:

@@ -20,6 +20,21 @@ __all__ = ["DEFAULT_URL", "RedisRunStore", "redact_url"]
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 _CHUNK = 200  # runs read per round trip when listing or pruning
 
+#: RunStore._advance in one atomic script. KEYS[1] is the run's hash; ARGV[1] the sequence number the stored one must
+#: be below ("" for no condition); the rest are field/value pairs, JSON-encoded like every field of the hash.
+_FINISHED = " or ".join(f"status == '{json.dumps(status)}'" for status in sorted(TERMINAL))
+_ADVANCE = f"""
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local status = redis.call('HGET', KEYS[1], 'status')
+if {_FINISHED} then return 0 end
+if ARGV[1] ~= '' then
+  local stored = redis.call('HGET', KEYS[1], 'sequence_number')
+  if stored and stored ~= 'null' and tonumber(stored) >= tonumber(ARGV[1]) then return 0 end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1
+"""
+
 
 def redact_url(url: str) -> str:
     """``url`` with any password replaced by ``***``, fit for messages and ``repr``."""
@@ -72,7 +87,7 @@ class RedisRunStore(RunStore):
 
     Each run is a hash at ``{prefix}:run:{run_id}`` whose fields are the record's, each JSON-encoded; the sorted set
     ``{prefix}:runs`` indexes runs by ``created_at``, and the hash ``{prefix}:by_response`` maps a response id to the
-    run recorded for it last. A checkpoint is a single HSET, which Redis applies atomically.
+    run recorded for it last. A checkpoint is one Lua script (check, then HSET), which Redis runs atomically.
 
     Args:
         url: the server; defaults to ``$AGENT_NB_REDIS_URL``, else ``redis://127.0.0.1:6379/0``.
@@ -95,6 +110,7 @@ class RedisRunStore(RunStore):
         if client is not None:
             self.url = _client_url(client)
             self._client = client
+            self._advance_lua = client.register_script(_ADVANCE)  # sent to the server on first use
             return
         raw = url or os.environ.get("AGENT_NB_REDIS_URL") or DEFAULT_URL
         self.url = redact_url(raw)
@@ -104,6 +120,7 @@ class RedisRunStore(RunStore):
         except ValueError as exc:
             raise StoreError(f"{self.url!r} is not a Redis URL ({self._scrub(exc)}); use redis://host:port/db, "
                              "rediss://… or unix://….") from None
+        self._advance_lua = self._client.register_script(_ADVANCE)
 
     def __repr__(self) -> str:
         return f"RedisRunStore({self.url!r}, prefix={self.prefix!r})"
@@ -226,17 +243,15 @@ class RedisRunStore(RunStore):
             raise self._not_found(run_id)
         return record
 
-    def checkpoint(self, run_id: str, sequence_number: int, text: str, status: str | None = None) -> None:
-        key = self._key(run_id)
-        values = {"sequence_number": _dump(sequence_number), "text": _dump(text), "updated_at": _dump(time.time())}
-        if status is not None:
-            values["status"] = _dump(status)
-        with self._errors() as client:
-            # One HSET: Redis applies all its fields at once. It returns how many fields were *new*: every stored run
-            # has these fields, so any new one means there was no run and HSET just made a stray fragment of one.
-            if client.hset(key, mapping=values):
-                client.delete(key)
-                raise self._not_found(run_id)
+    def _advance(self, run_id: str, fields: dict[str, Any], *, past: int | None) -> bool:
+        args = ["" if past is None else str(past)]
+        for name, value in fields.items():
+            args += [name, _dump(value)]
+        with self._errors():
+            applied = self._advance_lua(keys=[self._key(run_id)], args=args)
+        if applied == -1:
+            raise self._not_found(run_id)
+        return bool(applied)
 
     def _delete_if(self, client: Any, run_id: str, keep: Callable[[RunRecord], bool] | None = None) -> bool:
         """Delete a run atomically, unless it is missing or ``keep(record)`` says otherwise; say whether it was."""

@@ -111,7 +111,7 @@ class SQLiteRunStore(RunStore):
         try:
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._use_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")  # in WAL mode: durable across process crashes, and fast
             self._migrate(conn)
         except sqlite3.Error as exc:
@@ -137,6 +137,22 @@ class SQLiteRunStore(RunStore):
         for suffix in ("-wal", "-shm"):
             with contextlib.suppress(OSError):  # absent, or not ours to change
                 os.chmod(f"{self.path}{suffix}", mode)
+
+    @staticmethod
+    def _use_wal(conn: sqlite3.Connection) -> None:
+        """Switch the file to WAL mode once. Switching needs a lock the busy timeout does not wait for, so several
+        processes opening a new store at once retry until one of them has done it (it is then a property of the
+        file)."""
+        deadline = time.monotonic() + _BUSY_TIMEOUT
+        while True:
+            try:
+                if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
@@ -229,17 +245,23 @@ class SQLiteRunStore(RunStore):
             raise self._not_found(run_id)
         return _record(row)
 
-    def checkpoint(self, run_id: str, sequence_number: int, text: str, status: str | None = None) -> None:
-        # One UPDATE is one transaction: the number and the text are committed together or not at all.
-        sql = "UPDATE runs SET sequence_number = ?, text = ?, updated_at = ?"
-        params: builtins.list[Any] = [sequence_number, text, time.time()]
-        if status is not None:
-            sql += ", status = ?"
-            params.append(status)
+    def _advance(self, run_id: str, fields: dict[str, Any], *, past: int | None) -> bool:
+        # One UPDATE is one transaction: every field is committed together or not at all, and the conditions are
+        # checked in the same statement, so no other writer can slip in between.
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        finished = ", ".join("?" for _ in TERMINAL)
+        sql = f"UPDATE runs SET {assignments} WHERE run_id = ? AND status NOT IN ({finished})"
+        params: builtins.list[Any] = [*(_encode(name, value) for name, value in fields.items()), run_id,
+                                      *sorted(TERMINAL)]
+        if past is not None:
+            sql += " AND (sequence_number IS NULL OR sequence_number < ?)"
+            params.append(past)
         with self._connection() as conn:
-            changed = conn.execute(f"{sql} WHERE run_id = ?", [*params, run_id]).rowcount
-        if not changed:
-            raise self._not_found(run_id)
+            if conn.execute(sql, params).rowcount:
+                return True
+            if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
+                raise self._not_found(run_id)
+        return False
 
     def delete(self, run_id: str) -> None:
         with self._connection() as conn:

@@ -215,6 +215,43 @@ def test_checkpoint_sets_sequence_text_and_optionally_status(store: RunStore) ->
     assert store.get(run.run_id).terminal
 
 
+def test_a_checkpoint_never_moves_a_run_back(store: RunStore) -> None:
+    run = record(response_id="resp_ahead")
+    store.add(run)
+    assert store.checkpoint(run.run_id, 40, expected_text(40), "in_progress") is True
+    for behind in (39, 0, 40):  # a process that lags, or resumes from an older token
+        assert store.checkpoint(run.run_id, behind, expected_text(behind), "queued") is False
+    got = store.get(run.run_id)
+    assert (got.sequence_number, got.text, got.status) == (40, expected_text(40), "in_progress")
+    assert store.checkpoint(run.run_id, 41, expected_text(41)) is True
+    assert store.get(run.run_id).sequence_number == 41
+
+
+@pytest.mark.parametrize("final", sorted(TERMINAL))
+def test_nothing_but_update_changes_a_finished_run(store: RunStore, final: str) -> None:
+    run = record(response_id="resp_done")
+    store.add(run)
+    store.update(run.run_id, status=final, text="the final text", sequence_number=None)
+    assert store.checkpoint(run.run_id, 10**6, "a late checkpoint", "in_progress") is False
+    assert store.note_status(run.run_id, "lost", error={"code": "run_not_found", "message": "gone"}) is False
+    got = store.get(run.run_id)
+    assert (got.status, got.text, got.sequence_number, got.error) == (final, "the final text", None, None)
+
+
+def test_note_status_sets_an_unfinished_runs_status_and_error_only(store: RunStore) -> None:
+    run = record(response_id="resp_lost")
+    store.add(run)
+    store.checkpoint(run.run_id, 3, expected_text(3), "in_progress")
+    reason = {"code": "run_not_found", "message": "The service has no response 'resp_lost'."}
+    assert store.note_status(run.run_id, "lost", error=reason) is True
+    got = store.get(run.run_id)
+    assert (got.status, got.error, got.sequence_number, got.text) == ("lost", reason, 3, expected_text(3))
+    assert store.checkpoint(run.run_id, 4, expected_text(4), "in_progress") is True  # found again: it goes on
+    assert store.get(run.run_id).status == "in_progress"
+    with pytest.raises(StoredRunNotFound):
+        store.note_status(new_run_id(), "lost")
+
+
 def test_delete_removes_the_run_everywhere(store: RunStore) -> None:
     keep, gone = record(response_id="resp_keep"), record(response_id="resp_gone")
     store.add(keep)
@@ -456,11 +493,11 @@ class CountingStore(RunStore):
     def _update(self, run_id: str, fields: dict[str, Any]) -> RunRecord:
         return self.inner.update(run_id, **fields)
 
-    def checkpoint(self, run_id: str, sequence_number: int, text: str, status: str | None = None) -> None:
+    def _advance(self, run_id: str, fields: dict[str, Any], *, past: int | None) -> bool:
         if self.fail_with is not None:
             raise self.fail_with
-        self.checkpoints += 1
-        self.inner.checkpoint(run_id, sequence_number, text, status)
+        self.checkpoints += past is not None
+        return self.inner._advance(run_id, fields, past=past)
 
     def delete(self, run_id: str) -> None:
         self.inner.delete(run_id)
