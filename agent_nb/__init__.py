@@ -26,6 +26,7 @@ from ._errors import (
     ServiceUnavailable,
     StoredRunNotFound,
     StoreError,
+    StoreWarning,
 )
 from ._run import BackgroundRun
 from ._store import RedisRunStore, RunRecord, RunStore, SQLiteRunStore, default_store
@@ -79,6 +80,7 @@ __all__ = [
     "SQLiteRunStore",
     "ServiceUnavailable",
     "StoreError",
+    "StoreWarning",
     "StoredRunNotFound",
     "__version__",
     "default_store",

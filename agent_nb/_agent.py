@@ -13,6 +13,7 @@ from typing import Any, Literal, overload
 
 from ._client import ResponsesClient, RetryPolicy
 from ._errors import ConfigurationError, StoredRunNotFound
+from ._recorder import RunRecorder
 from ._run import BackgroundRun
 from ._store import CheckpointWriter, RunRecord, RunStore, default_store, new_run_id
 from ._token import ContinuationToken
@@ -146,16 +147,16 @@ class Agent:
         if session is not None and session.previous_response_id:
             body["previous_response_id"] = session.previous_response_id
         body.update(opts)
-        record = None
+        recorder = None
         if background and self.store is not None:
             record = RunRecord(run_id=new_run_id(), endpoint=self.client.base_url, model=body["model"], prompt=prompt,
                                instructions=instructions, name=name, labels=labels, mode="stream" if stream else "poll",
                                previous_response_id=body.get("previous_response_id"))
-            self.store.add(record)
-        run = BackgroundRun(self.client, record=record, store=self.store if record else None,
-                            checkpoints=self._checkpoints if record else None, create_body=body,
+            self.store.add(record)  # a store that cannot record the run is an error before anything is paid for
+            recorder = self._recorder(record)
+        run = BackgroundRun(self.client, recorder=recorder, create_body=body,
                             mode="stream" if stream or not background else "poll", poll_interval=poll_interval,
-                            raise_on_failure=raise_on_failure)
+                            raise_on_failure=raise_on_failure, background=background)
         if session is not None:
             run.on_started = lambda started: self._remember(session, started)
         if launch:
@@ -167,9 +168,13 @@ class Agent:
         """A :class:`BackgroundRun` that continues a run from a token (any form) or a stored run id.
 
         From a run id, the stored text comes back at once and the stream continues after the stored sequence number.
+        From a token, the stream continues right after it; the text before it comes from the store when it has it
+        there, else from a replay of the stream up to the token, so ``text`` is always the whole text. A run id of a
+        run the store has as finished gives it back finished, with its stored outcome, without asking the service.
         """
         record: RunRecord | None = None
-        if isinstance(target, str) and target.startswith("run_"):
+        by_run_id = isinstance(target, str) and target.startswith("run_")
+        if by_run_id:
             if self.store is None:
                 raise ConfigurationError("This agent has no run store, so it cannot resume a run by its id; pass the "
                                          "run's continuation token instead.")
@@ -181,24 +186,32 @@ class Agent:
         else:
             token = ContinuationToken.parse(target)
             record = self.store.find(token.response_id) if self.store is not None else None
-        text = ""
-        after = token.sequence_number
-        checkpoints = self._checkpoints
-        if record is not None and after is not None and record.sequence_number is not None:
-            if record.sequence_number == after:
-                text = record.text
-            elif record.sequence_number > after:
-                checkpoints = None  # the store is ahead of this token: never overwrite it with less
-        elif record is None and self.store is not None:
+        mode = "stream" if stream else "poll"
+        if record is None and self.store is not None:
             record = RunRecord(run_id=new_run_id(), endpoint=self.client.base_url, model=self.model, prompt="",
-                               response_id=token.response_id, mode="stream" if stream else "poll")
+                               response_id=token.response_id, mode=mode)
             self.store.add(record)
-        run = BackgroundRun(self.client, record=record, store=self.store if record else None,
-                            checkpoints=checkpoints if record else None, response_id=token.response_id,
-                            after=after, text=text, status=record.status if record and text else "in_progress",
-                            mode="stream" if stream else "poll", poll_interval=poll_interval,
-                            raise_on_failure=raise_on_failure)
-        return run
+        recorder = self._recorder(record) if record is not None else None
+        options: dict[str, Any] = {"mode": mode, "poll_interval": poll_interval, "raise_on_failure": raise_on_failure}
+        if record is not None and record.terminal and by_run_id:
+            run = BackgroundRun(self.client, recorder=recorder, response_id=token.response_id,
+                                after=record.sequence_number, text=record.text, status=record.status, **options)
+            run.error, run.ended_at = record.error, record.updated_at
+            return run
+        # Pick the stream up at the furthest point, at or before the token, whose text is known here.
+        after, text = None, ""
+        wanted = token.sequence_number
+        stored = record.sequence_number if record is not None else None
+        if record is not None and not record.terminal and stored is not None and wanted is not None and \
+                stored <= wanted:
+            after, text = stored, record.text
+        status = record.status if record is not None and record.status in ("queued", "in_progress") else "in_progress"
+        return BackgroundRun(self.client, recorder=recorder, response_id=token.response_id, after=after, text=text,
+                             status=status, deliver_after=wanted if wanted != after else None, **options)
+
+    def _recorder(self, record: RunRecord) -> RunRecorder:
+        assert self.store is not None and self._checkpoints is not None
+        return RunRecorder(self.store, record, self._checkpoints)
 
     async def cancel(self, target: Any) -> AgentResponse:
         """Cancel a run given its token (any form), response id, or stored run id."""

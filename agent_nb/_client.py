@@ -60,13 +60,21 @@ class RetryPolicy:
 
 
 class Retryable(Exception):
-    """A failure worth retrying: a transport error, a stall, or a 429/5xx answer."""
+    """A failure worth retrying: a transport error, a stall, or a 429/5xx answer.
 
-    def __init__(self, reason: str, *, retry_after: float | None = None, error: Exception | None = None) -> None:
+    ``repeatable`` says whether a create that met it may be sent again without risking a second run: true when the
+    service answered (429/5xx refuse the request) or the connection never opened; false for a stall, after which it
+    is unknown whether the run started. ``unreachable`` marks a connection that could not be opened at all.
+    """
+
+    def __init__(self, reason: str, *, retry_after: float | None = None, error: Exception | None = None,
+                 repeatable: bool = True, unreachable: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
         self.error = error
+        self.repeatable = repeatable
+        self.unreachable = unreachable
 
 
 class ResponsesClient:
@@ -120,7 +128,7 @@ class ResponsesClient:
         try:
             response = await self._client().post("responses", json=dict(body))
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise Retryable(f"could not connect to {self.base_url}", error=exc) from exc
+            raise _unreachable(self.base_url, exc) from exc
         except httpx.TransportError as exc:
             raise ConnectionLost(
                 f"The connection to {self.base_url} failed after the request was sent ({_describe(exc)}), so it is "
@@ -143,19 +151,23 @@ class ResponsesClient:
         """One attempt at a request that is safe to repeat: any transport error is worth a retry."""
         try:
             response = await self._client().request(method, url)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise _unreachable(self.base_url, exc) from exc
         except httpx.TransportError as exc:
             raise Retryable(_describe(exc), error=exc) from exc
         return _json_or_raise(response, response_id)
 
     async def _with_retries(self, attempt: Any, *, what: str) -> dict[str, Any]:
         failures = 0
+        unreachable = True  # every attempt so far failed to connect at all
         while True:
             try:
                 return await attempt()  # type: ignore[no-any-return]
             except Retryable as exc:
                 failures += 1
+                unreachable = unreachable and exc.unreachable
                 if failures > self.retry.max_retries:
-                    raise _exhausted(exc, what, failures) from exc.error
+                    raise exhausted(exc, what, failures, self.base_url if unreachable else None) from exc.error
                 await asyncio.sleep(self.retry.delay(failures, exc.retry_after))
 
     # -- streaming (one connection; resuming is the caller's job) ----------------------------------------------
@@ -194,9 +206,10 @@ class ResponsesClient:
                         started = True
                         yield events
         except httpx.ReadTimeout as exc:
-            raise Retryable(f"no data for {self.retry.stall_timeout:g}s (stalled stream)", error=exc) from exc
+            raise Retryable(f"no data for {self.retry.stall_timeout:g}s (stalled stream)", error=exc,
+                            repeatable=False) from exc
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise Retryable(f"could not connect to {self.base_url}", error=exc) from exc
+            raise _unreachable(self.base_url, exc) from exc
         except httpx.TransportError as exc:
             if method == "POST" and not started:
                 raise ConnectionLost(
@@ -211,12 +224,21 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _exhausted(exc: Retryable, what: str, failures: int) -> Exception:
+def _unreachable(base_url: str, exc: Exception) -> Retryable:
+    return Retryable(f"could not connect to {base_url} ({_describe(exc)})", error=exc, unreachable=True)
+
+
+def exhausted(exc: Retryable, what: str, failures: int, unreachable: str | None = None) -> ServiceUnavailable:
+    """The error for a request that failed ``failures`` times in a row; ``unreachable`` is the server's URL when no
+    attempt could even connect to it."""
     if isinstance(exc.error, APIError):
         error = exc.error
         return ServiceUnavailable(f"Could not {what}: the service kept answering {error.status_code} "
                                   f"({error.message}) through {failures} attempts.",
                                   status_code=error.status_code, code=error.code, body=error.body)
+    if unreachable is not None:
+        return ServiceUnavailable(f"Could not {what}: the server at {unreachable} is not reachable ({failures} "
+                                  "attempts to connect failed). Is it running?", status_code=0)
     return ServiceUnavailable(f"Could not {what}: {exc.reason}, {failures} attempts in a row.", status_code=0)
 
 

@@ -14,8 +14,9 @@
     │   ├── RunExpired                the response exists but can no longer be streamed or retrieved
     │   ├── RunFailed                 the run ended ``failed``; ``code`` and ``message`` are the service's
     │   └── ConnectionLost            the stream could not be resumed within the retry budget; ``token`` resumes it
-    └── StoreError                    the run store could not be read or written
-        └── StoredRunNotFound         no run with that id in the store
+    ├── StoreError                    the run store could not be read or written
+    │   └── StoredRunNotFound         no run with that id in the store
+    └── StoreWarning                  a warning, not raised: a run went on although its record could not be written
 
 Messages are written to be read by the person at the notebook: what happened, to what, and what to do next.
 """
@@ -41,6 +42,7 @@ __all__ = [
     "RunNotFound",
     "ServiceUnavailable",
     "StoreError",
+    "StoreWarning",
     "StoredRunNotFound",
 ]
 
@@ -133,3 +135,11 @@ class StoredRunNotFound(StoreError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class StoreWarning(AgentNBError, UserWarning):
+    """Issued (with :func:`warnings.warn`), not raised: a run's record could not be written, but the run went on.
+
+    The run's outcome comes from the service, so a full disk or a lost Redis never turns a completed run into an
+    exception; the run's ``store_error`` holds the failure. ``-W error::agent_nb.StoreWarning`` makes it an error.
+    """

@@ -1,4 +1,4 @@
-"""A background run followed to its end: its state, its observers, and its checkpoints in the run store."""
+"""A background run followed to its end: its state, its observers, and its record in the run store."""
 
 from __future__ import annotations
 
@@ -6,18 +6,19 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from ._client import ResponsesClient
-from ._errors import ConnectionLost, RunFailed
+from ._errors import ConnectionLost, RunExpired, RunFailed, RunNotFound, StoreError
+from ._recorder import RunRecorder
 from ._resume import ENDED_EVENT, TERMINAL_STATUSES, GaveUp, ResumableStream
-from ._store import CheckpointWriter, RunRecord, RunStore
+from ._store import RunRecord
 from ._token import ContinuationToken
 from ._updates import AgentResponse, AgentResponseUpdate
 
 __all__ = ["BackgroundRun", "Observer"]
 
-#: Called with the run and what changed: "text", "status", "reconnecting" or "done".
+#: Called with the run and what changed: "text", "status", "reconnecting", "store" or "done".
 Observer = Callable[["BackgroundRun", str], None]
 
 _DELTA = "response.output_text.delta"
@@ -49,28 +50,36 @@ class BackgroundRun:
 
     Most code gets one from ``Agent.start()`` / ``Agent.resume()`` (or through ``Agent.run``). The run keeps
     ``text`` (everything received), ``status``, ``token`` (resumes exactly after the last event), ``error`` and
-    ``usage``, tells its observers about every change, and checkpoints ``(sequence_number, text)`` to the run store.
+    ``usage``, tells its observers about every change, and keeps its record in the run store up to date.
+
+    Streamed, ``text`` is always exactly the output of events ``0..sequence_number``: a run resumed from a token
+    whose earlier text is not known here replays the stream from the last point it does know (event 0 at worst),
+    folding the events up to the token quietly, and hands out updates only for the events after it
+    (``deliver_after``). A store that fails is reported in ``store_error``, never raised.
     """
 
-    def __init__(self, client: ResponsesClient, *, record: RunRecord | None = None, store: RunStore | None = None,
-                 checkpoints: CheckpointWriter | None = None, create_body: Mapping[str, Any] | None = None,
-                 response_id: str | None = None, after: int | None = None, text: str = "", status: str = "starting",
-                 mode: str = "stream", poll_interval: float = 2.0, raise_on_failure: bool = True,
-                 checkpoint_interval: float = 0.25) -> None:
+    def __init__(self, client: ResponsesClient, *, recorder: RunRecorder | None = None,
+                 create_body: Mapping[str, Any] | None = None, response_id: str | None = None,
+                 after: int | None = None, text: str = "", status: str = "starting", mode: str = "stream",
+                 poll_interval: float = 2.0, raise_on_failure: bool = True, deliver_after: int | None = None,
+                 background: bool = True) -> None:
         if mode not in ("stream", "poll"):
             raise ValueError(f"mode must be 'stream' or 'poll', not {mode!r}")
         self.client = client
-        self.record = record
-        self.store = store
-        self._checkpoints = checkpoints
+        self.recorder = recorder
         self._create_body = dict(create_body) if create_body is not None else None
+        record = recorder.record if recorder is not None else None
         self.response_id = response_id if response_id is not None else (record.response_id if record else None)
         self.on_started: Callable[[BackgroundRun], None] | None = None
         self.sequence_number = after
         self._parts: list[str] = [text] if text else []
         self._text_cache: str | None = text
+        #: Whether ``text`` is exactly the output of events 0..sequence_number (a polled snapshot's text is not).
+        self._from_events = True
+        self._deliver_after = deliver_after
         self.status = status
         self.mode = mode
+        self.background = background
         self.poll_interval = poll_interval
         self.raise_on_failure = raise_on_failure
         self.error: dict[str, Any] | None = None
@@ -82,8 +91,6 @@ class BackgroundRun:
         self.ended_at: float | None = None
         self._observers: list[Observer] = []
         self._task: asyncio.Task[AgentResponse] | None = None
-        self._checkpoint_interval = checkpoint_interval
-        self._last_checkpoint = 0.0
 
     # -- state --------------------------------------------------------------------------------------------------
     @property
@@ -99,21 +106,32 @@ class BackgroundRun:
 
     @property
     def token(self) -> ContinuationToken | None:
-        """Resumes right after the last event received; ``None`` before the run is known and once it has ended."""
-        if self.response_id is None or self.terminal:
+        """Resumes right after the last event received; ``None`` before the run is known, once it has ended, and
+        for a response created without ``background`` (which cannot be resumed)."""
+        if self.response_id is None or self.terminal or not self.background:
             return None
         return ContinuationToken(self.response_id, self.sequence_number)
 
     @property
+    def record(self) -> RunRecord | None:
+        return self.recorder.record if self.recorder is not None else None
+
+    @property
     def run_id(self) -> str | None:
-        return self.record.run_id if self.record else None
+        return self.recorder.run_id if self.recorder is not None else None
+
+    @property
+    def store_error(self) -> StoreError | None:
+        """Why the run's record could not be written last time, or None: the run goes on either way."""
+        return self.recorder.error if self.recorder is not None else None
 
     @property
     def elapsed(self) -> float:
         return (self.ended_at or time.time()) - self.started_at
 
     def add_observer(self, observer: Observer) -> None:
-        self._observers.append(observer)
+        if observer not in self._observers:
+            self._observers.append(observer)
 
     def remove_observer(self, observer: Observer) -> None:
         with contextlib.suppress(ValueError):
@@ -138,32 +156,66 @@ class BackgroundRun:
 
         Raises:
             RunFailed: the run failed (unless ``raise_on_failure`` is False).
+            RunNotFound: the service no longer has the run; its record is marked ``lost``.
             ConnectionLost: reconnecting failed ``max_retries`` times in a row; ``.token`` resumes.
         """
         stream = ResumableStream(self.client, self.response_id, self.sequence_number,
                                  create_body=self._create_body if self.response_id is None else None,
-                                 on_reconnecting=self._reconnecting)
+                                 on_reconnecting=self._reconnecting, resumable=self.background)
         self.connection_lost = None
+        quiet = self._deliver_after
         try:
             async with contextlib.aclosing(stream.batches()) as batches:
                 async for batch in batches:
                     for event in batch:
-                        yield self._apply(event)
+                        update = self._apply(event)
+                        if quiet is None or update.sequence_number > quiet or self.terminal:
+                            yield update
         except GaveUp as exc:
-            self._lost(f"The stream of {self.response_id} failed {exc.attempts} times in a row without progress "
-                       f"(last: {exc.reason}).", None)
+            self._gave_up(exc)
         except ConnectionLost as exc:
             self._lost(str(exc), exc.__cause__)
+        except RunExpired:
+            if quiet is not None and quiet > (self.sequence_number if self.sequence_number is not None else -1):
+                raise  # what the caller already has is not known here, so the rest cannot be told apart from it
+            # The stream can no longer be resumed; the Response object still says how the run ends.
+            yield await self._finish_from_snapshots()
+        except RunNotFound as exc:
+            self._gone(exc)
         finally:
             if not self.terminal:  # a finished run's final state was written once, in _set_status
-                self._checkpoint(force=True)
+                self._checkpoint(now=True)
 
-    def _lost(self, message: str, cause: BaseException | None) -> None:
+    def _gave_up(self, exc: GaveUp) -> NoReturn:
+        if exc.unreachable:
+            message = (f"The server at {self.client.base_url} that ran this run is not reachable ({exc.attempts} "
+                       f"attempts in a row; last: {exc.reason}).")
+            self.error = {"code": "server_unreachable", "message": message}
+            self._checkpoint(now=True)  # what arrived first, then the status
+            if self.recorder is not None:
+                self.recorder.status("lost", error=self.error)
+        else:
+            message = (f"The stream of {self.response_id} failed {exc.attempts} times in a row without progress "
+                       f"(last: {exc.reason}).")
+        self._lost(message, None)
+
+    def _lost(self, message: str, cause: BaseException | None) -> NoReturn:
         lost = ConnectionLost(message + (" Resume with the run's token to continue where it stopped."
                                          if self.token else ""), token=self.token, text=self.text, cause=cause)
         self.connection_lost = lost
         self._notify("status")
         raise lost
+
+    def _gone(self, exc: RunNotFound) -> NoReturn:
+        """The service no longer has the run (deleted, or past its retention): it is ``lost`` for good."""
+        self._checkpoint(now=True)  # what arrived first, then the status
+        self.status = "lost"
+        self.ended_at = time.time()
+        self.error = {"code": "run_not_found", "message": str(exc)}
+        if self.recorder is not None:
+            self.recorder.status("lost", error=self.error)
+        self._notify("status")
+        raise exc
 
     def _reconnecting(self, reason: str, attempt: int) -> None:
         self.reconnects += 1
@@ -179,11 +231,12 @@ class BackgroundRun:
             delta = event.get("delta") or ""
             self._parts.append(delta)
             self._text_cache = None
-            if self._checkpoints is not None:
+            if self.recorder is not None and self.recorder.due():
                 self._checkpoint()
             if self._observers:
                 self._notify("text")
-            return AgentResponseUpdate(delta, self.sequence_number or 0, self.status, self.response_id, kind)
+            return AgentResponseUpdate(delta, self.sequence_number or 0, self.status, self.response_id, kind,
+                                       resumable=self.background)
         response = event.get("response")
         if isinstance(response, dict):
             self.response = response
@@ -201,7 +254,8 @@ class BackgroundRun:
         if status is not None and status != self.status:
             self._set_status(status, response if isinstance(response, dict) else None)
         terminal = self.terminal
-        update = AgentResponseUpdate("", self.sequence_number or 0, self.status, self.response_id, kind, terminal)
+        update = AgentResponseUpdate("", self.sequence_number or 0, self.status, self.response_id, kind, terminal,
+                                     self.background)
         if terminal and self.status == "failed" and self.raise_on_failure:
             raise self.failure()
         return update
@@ -218,15 +272,16 @@ class BackgroundRun:
             final = output_text(response)
             if final is not None and (final.startswith(self.text) or final.endswith(self.text)):
                 self._parts, self._text_cache = [final], final  # the service's text is the whole text
-            self._checkpoint(force=True)  # flush earlier notes first, so none lands after the final state
-            if self.store is not None and self.record is not None:
-                self.store.update(self.record.run_id, status=status, error=self.error, text=self.text,
-                                  sequence_number=self.sequence_number)
-            self._notify("status")
-        else:
-            if self.store is not None and self.record is not None:
-                self.store.update(self.record.run_id, status=status)
-            self._notify("status")
+            if self.recorder is not None:
+                # Streamed to its end, the last event number goes with the final text; polled, none is known.
+                self.recorder.finished(status, self.text, self.sequence_number if self._from_events else None,
+                                       self.error)
+        elif self._from_events:
+            self._checkpoint(now=True)
+        elif self.recorder is not None:
+            self.recorder.status(status)
+        self._notify("status")
+        self._notify_store()
 
     def failure(self) -> RunFailed:
         error = self.error or {}
@@ -237,20 +292,22 @@ class BackgroundRun:
     def _record_started(self, response: Mapping[str, Any]) -> None:
         if self.on_started is not None:
             self.on_started(self)
-        if self.store is not None and self.record is not None:
-            self.record.response_id = self.response_id
-            self.store.update(self.record.run_id, response_id=self.response_id, status=response.get("status")
-                              or self.status)
+        if self.recorder is not None:
+            self.recorder.started(self.response_id, response.get("status") or self.status)
+            self._notify_store()
 
-    def _checkpoint(self, force: bool = False) -> None:
-        if self._checkpoints is None or self.record is None or self.sequence_number is None:
+    def _checkpoint(self, now: bool = False) -> None:
+        """Note the run's position in the store, if its text is exactly the output of the events so far."""
+        if self.recorder is None or self.sequence_number is None or not self._from_events:
             return
-        now = time.monotonic()
-        if force or now - self._last_checkpoint >= self._checkpoint_interval:
-            self._last_checkpoint = now
-            self._checkpoints.note(self.record.run_id, self.sequence_number, self.text, self.status)
-            if force:
-                self._checkpoints.flush()
+        before = self.recorder.error
+        self.recorder.progress(self.sequence_number, self.text, self.status, now=now)
+        if self.recorder.error is not before:
+            self._notify("store")
+
+    def _notify_store(self) -> None:
+        if self.recorder is not None and self.recorder.error is not None:
+            self._notify("store")
 
     # -- polling --------------------------------------------------------------------------------------------------
     async def create(self) -> AgentResponse:
@@ -268,7 +325,11 @@ class BackgroundRun:
     async def poll_once(self) -> AgentResponse:
         """One ``GET``: the run's state now (raises RunFailed on failure unless told not to)."""
         assert self.response_id is not None
-        self._absorb_snapshot(await self.client.retrieve(self.response_id))
+        try:
+            snapshot = await self.client.retrieve(self.response_id)
+        except RunNotFound as exc:
+            self._gone(exc)
+        self._absorb_snapshot(snapshot)
         if self.status == "failed" and self.raise_on_failure:
             raise self.failure()
         return self.to_response()
@@ -278,6 +339,7 @@ class BackgroundRun:
         text = output_text(response)
         if text is not None and len(text) >= len(self.text) and text != self.text:
             self._parts, self._text_cache = [text], text
+            self._from_events = False  # the snapshot's text belongs to no known event number
             self._notify("text")
         status = response.get("status")
         if isinstance(status, str) and status != self.status:
@@ -289,6 +351,17 @@ class BackgroundRun:
         while not self.terminal:
             await asyncio.sleep(self.poll_interval)
             await self.poll_once()
+
+    async def _finish_from_snapshots(self) -> AgentResponseUpdate:
+        """Follow the run by polling to its end; one update hands out the text the stream did not deliver."""
+        before = self.text
+        await self.poll_once()
+        while not self.terminal:
+            await asyncio.sleep(self.poll_interval)
+            await self.poll_once()
+        rest = self.text[len(before):] if self.text.startswith(before) else ""
+        return AgentResponseUpdate(rest, self.sequence_number or 0, self.status, self.response_id, ENDED_EVENT,
+                                   terminal=True)
 
     # -- running to the end ---------------------------------------------------------------------------------------
     def start(self) -> asyncio.Task[AgentResponse]:
@@ -303,7 +376,10 @@ class BackgroundRun:
 
     async def _run_to_end(self) -> AgentResponse:
         try:
-            if self.mode == "poll":
+            if self.terminal:  # a finished run re-attached from the store: nothing left to follow
+                if self.status == "failed" and self.raise_on_failure:
+                    raise self.failure()
+            elif self.mode == "poll":
                 await self._poll_to_end()
             else:
                 async for _ in self.updates():
@@ -323,7 +399,10 @@ class BackgroundRun:
         """Ask the service to cancel the run; the state becomes ``cancelled`` (or stays as it ended)."""
         if self.response_id is None:
             raise RunFailed("This run has not started yet, so there is nothing to cancel.")
-        response = await self.client.cancel(self.response_id)
+        try:
+            response = await self.client.cancel(self.response_id)
+        except RunNotFound as exc:
+            self._gone(exc)
         self._absorb_snapshot(response)
         if self._task is not None and not self._task.done():
             self._task.cancel()

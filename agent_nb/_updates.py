@@ -14,23 +14,25 @@ class AgentResponseUpdate:
     """One streamed event of a run, in Agent Framework's shape.
 
     ``text`` is the new text (a delta; empty for events that carry none). ``continuation_token`` resumes right after
-    this update; it is ``None`` only on the final update of a run that has ended, as "finished" is spelled there.
+    this update; it is ``None`` on the final update of a run that has ended, as "finished" is spelled there, and on
+    every update of a response created without ``background`` (it cannot be resumed).
     """
 
-    __slots__ = ("_terminal", "response_id", "sequence_number", "status", "text", "type")
+    __slots__ = ("_resumable", "_terminal", "response_id", "sequence_number", "status", "text", "type")
 
     def __init__(self, text: str, sequence_number: int, status: str, response_id: str | None, type: str,
-                 terminal: bool = False) -> None:
+                 terminal: bool = False, resumable: bool = True) -> None:
         self.text = text
         self.sequence_number = sequence_number
         self.status = status
         self.response_id = response_id
         self.type = type
         self._terminal = terminal
+        self._resumable = resumable
 
     @property
     def continuation_token(self) -> ContinuationToken | None:
-        if self._terminal or self.response_id is None:
+        if self._terminal or not self._resumable or self.response_id is None:
             return None
         return ContinuationToken(self.response_id, self.sequence_number)
 

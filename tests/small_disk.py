@@ -58,9 +58,10 @@ class SmallDisk:
             self.close()
             raise AssertionError(f"could not mount the small disk: {line!r}")
 
-    def command(self, argv: list[str]) -> list[str]:
-        """``argv`` run inside the small disk's mount namespace."""
-        return ["nsenter", f"--mount=/proc/{self._holder.pid}/ns/mnt", "--", *argv]
+    def command(self, argv: list[str], cwd: Path | None = None) -> list[str]:
+        """``argv`` run inside the small disk's mount namespace, in ``cwd`` (entering it resets the directory)."""
+        wd = [f"--wd={cwd}"] if cwd is not None else []
+        return ["nsenter", f"--mount=/proc/{self._holder.pid}/ns/mnt", *wd, "--", *argv]
 
     def path(self, name: str = "") -> Path:
         """A path on the small disk as processes outside the namespace (this one) reach it."""

@@ -190,23 +190,18 @@ class NotebookRun:
         return asyncio.wrap_future(self._future).__await__()
 
     def resume(self) -> NotebookRun:
-        """Continue from the saved token after the connection was given up (what the Resume button does)."""
-        if self.running or self.finished or self.run is None or self.run.token is None:
+        """Continue from the saved token after the connection was given up (what the Resume button does).
+
+        The same run goes on: its text and position are exactly where the stream stopped, so nothing is fetched
+        twice and nothing already shown is lost.
+        """
+        run = self.run
+        if self.running or self.finished or run is None or run.token is None:
             return self
-        token = self.run.token
-        previous = self.run
         self.message = None
         self.phase = "reconnecting"
         self._emit("status")
-
-        def make() -> BackgroundRun:
-            run = self.agent.resume(token, stream=previous.mode == "stream", poll_interval=previous.poll_interval,
-                                    raise_on_failure=False)
-            if run.text == "" and previous.text:
-                run._parts, run._text_cache = [previous.text], previous.text  # keep what was already shown
-            return run
-
-        self._drive(make, None)
+        self._drive(lambda: run, None)
         return self
 
     def cancel(self, timeout: float = 30.0) -> None:

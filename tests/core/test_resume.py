@@ -204,11 +204,21 @@ async def test_unknown_expired_and_malformed_tokens_raise_named_errors(agent: Ag
     with pytest.raises(RunNotFound, match="resp_doesnotexist"):
         await collect(agent.run(stream=True, options={"continuation_token": ContinuationToken("resp_doesnotexist", 3)}))
     response = await agent.run("Expire", options=opts(faults="expire_stream"))
-    with pytest.raises(RunExpired, match=str(response.response_id)):
-        await collect(agent.run(stream=True, options={"continuation_token": response.continuation_token}))
+    with pytest.raises(RunExpired, match=str(response.response_id)):  # what the caller has up to 5 is not known
+        await collect(agent.run(stream=True, options={"continuation_token": ContinuationToken(
+            response.response_id, 5)}))  # type: ignore[arg-type]
     for bad in ("anb1.garbage", "anb1." + "A" * 10, "hello", {"id": 3}, 42):
         with pytest.raises(InvalidContinuationToken):
             await agent.run(options={"continuation_token": bad})
+
+
+async def test_a_stream_that_can_no_longer_be_resumed_ends_with_the_rest_from_the_response(agent: Agent,
+                                                                                          mock: MockServer) -> None:
+    response = await agent.run("Expire", options=opts(tokens=30, faults="expire_stream"))
+    text, updates = await collect(agent.run(stream=True, options={"continuation_token":
+                                                                  response.continuation_token}))
+    assert [u.status for u in updates] == ["completed"] and updates[0].continuation_token is None
+    assert text == server_text(mock, response.response_id)  # type: ignore[arg-type]
 
 
 async def test_agent_framework_token_replays_everything_once(agent: Agent, mock: MockServer) -> None:
@@ -241,3 +251,45 @@ async def test_session_follow_up_continues_the_conversation(agent: Agent, mock: 
     body = httpx.get(f"{mock.url}/responses/{updates[0].response_id}", timeout=10).json()
     assert body["previous_response_id"] == first.response_id
     assert session.previous_response_id == updates[0].response_id
+
+
+@pytest.mark.parametrize("faults", ["http_429=2,retry_after=0.01", "http_500=2", "http_503=3,retry_after=0"])
+async def test_a_streamed_create_that_meets_a_transient_error_is_retried_once_for_all(
+        fresh_mock: MockServer, tmp_path: Path, faults: str) -> None:
+    client = ResponsesClient(fresh_mock.url, "k", retry=FAST_RETRY)
+    agent = Agent(client, model="o3", store=SQLiteRunStore(tmp_path / "runs.sqlite3"))
+    fresh_mock.set_faults(faults)
+    text, updates = await collect(agent.run("Retry my create", stream=True, options=opts()))
+    assert updates[-1].status == "completed" and text == server_text(fresh_mock, updates[0].response_id)
+    assert httpx.get(fresh_mock.base_url + "/mock/health").json()["responses"] == 1  # one run, not two
+    await client.aclose()
+
+
+async def test_a_streamed_create_retries_a_refused_connection_until_the_server_is_up(tmp_path: Path) -> None:
+    port = free_port()
+    client = ResponsesClient(f"http://127.0.0.1:{port}/v1", "k", retry=RetryPolicy(max_retries=50,
+                                                                                  initial_delay=0.02, max_delay=0.1))
+    agent = Agent(client, model="o3", store=SQLiteRunStore(tmp_path / "runs.sqlite3"))
+    run = agent.start("Wait for the server", options=opts())
+    refused = asyncio.Event()
+    run.add_observer(lambda r, change: change == "reconnecting" and refused.set())
+    await asyncio.wait_for(refused.wait(), 10)
+    with MockServer(port=port) as server:
+        response = await asyncio.wait_for(run.wait(), 20)
+        assert response.status == "completed" and response.text == server_text(server, response.response_id)
+        assert httpx.get(server.base_url + "/mock/health").json()["responses"] == 1
+    await client.aclose()
+
+
+async def test_a_dropped_non_background_stream_is_connection_lost_at_once(mock: MockServer) -> None:
+    client = ResponsesClient(mock.url, "k", retry=RetryPolicy(initial_delay=5.0, max_delay=8.0))
+    agent = Agent(client, model="o3", store=False)
+    received = ""
+    with pytest.raises(ConnectionLost, match="without background=True") as caught:
+        async with asyncio.timeout(3):  # a backoff would take 2.5 s or more
+            async for update in agent.run("Foreground", stream=True,
+                                          options={"metadata": {"mock_options": "tokens=50,tps=0,ttft=0",
+                                                                "mock_faults": "drop_after=10"}}):
+                received += update.text
+    assert caught.value.token is None and caught.value.response_id is None
+    await client.aclose()
