@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import StoreError
+from .._home import agent_nb_home, make_private_dirs
 from ._base import RunStore, status_filter
 from ._record import FIELDS, TERMINAL, RunRecord
 
@@ -55,7 +56,7 @@ _inherited: builtins.list[sqlite3.Connection] = []
 
 def default_path() -> Path:
     """``$AGENT_NB_HOME/runs.sqlite3``, with ``AGENT_NB_HOME`` defaulting to ``~/.agent_nb``."""
-    return Path(os.environ.get("AGENT_NB_HOME") or "~/.agent_nb").expanduser() / "runs.sqlite3"
+    return agent_nb_home() / "runs.sqlite3"
 
 
 def _encode(name: str, value: Any) -> Any:
@@ -121,11 +122,8 @@ class SQLiteRunStore(RunStore):
         return conn
 
     def _create_file(self) -> None:
-        """Create the directory (0o700) and the file (0o600) ourselves, so neither is ever readable by others."""
-        directory = self.path.parent
-        if not directory.exists():
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(directory, 0o700)  # mkdir's mode is narrowed by the umask, never widened: make it exact
+        """Create the directories (0o700) and the file (0o600) ourselves, so none is ever readable by others."""
+        make_private_dirs(self.path.parent)
         os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
 
     def _match_sidecar_modes(self) -> None:

@@ -410,6 +410,23 @@ def test_sqlite_file_and_directory_are_private(tmp_path: Path) -> None:
     assert str(path) in str(store) and str(path) in repr(store)
 
 
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
+def test_every_directory_created_for_the_store_is_private_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    path = tmp_path / "a" / "b" / "home" / "runs.sqlite3"
+    (tmp_path / "a").mkdir(mode=0o755)
+    os.chmod(tmp_path / "a", 0o755)
+    old_umask = os.umask(umask)
+    try:
+        with SQLiteRunStore(path) as store:
+            store.add(record())
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    finally:
+        os.umask(old_umask)
+    for directory in (path.parent, path.parent.parent):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+    assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o755  # one that existed is left as it was
+
+
 def test_a_corrupt_sqlite_file_is_a_store_error_naming_the_path(tmp_path: Path) -> None:
     path = tmp_path / "runs.sqlite3"
     path.write_bytes(b"this is not a SQLite database, just a damaged file\n" * 200)
