@@ -49,9 +49,13 @@ def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Remove the notebooks' run stores once their kernels have stopped."""
+    """Stop the bundled mock servers the notebooks started (by their PIDs), then remove the notebooks' homes."""
+    from agent_nb._bundled import stop_bundled
+
     while _homes:
-        shutil.rmtree(_homes.pop(), ignore_errors=True)
+        home = _homes.pop()
+        stop_bundled(Path(home))
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def _set(name: str, value: str | None) -> None:

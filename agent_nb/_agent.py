@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Generator, Iterable, Mappi
 from typing import Any, Literal, overload
 
 from ._client import ResponsesClient, RetryPolicy
+from ._config import endpoint_for
 from ._errors import ConfigurationError, StoredRunNotFound
 from ._recorder import RunRecorder
 from ._run import BackgroundRun
@@ -64,6 +65,7 @@ class Agent:
         self.model = model or os.environ.get("AGENT_NB_MODEL") or "gpt-4.1"
         self.store: RunStore | None = (default_store() if store is None else store) or None
         self._checkpoints = CheckpointWriter(self.store) if self.store is not None else None
+        self._clients: dict[str, ResponsesClient] = {}  # for runs recorded at other endpoints
 
     def __repr__(self) -> str:
         return f"Agent(name={self.name!r}, model={self.model!r}, endpoint={self.client.base_url!r})"
@@ -151,7 +153,8 @@ class Agent:
         if background and self.store is not None:
             record = RunRecord(run_id=new_run_id(), endpoint=self.client.base_url, model=body["model"], prompt=prompt,
                                instructions=instructions, name=name, labels=labels, mode="stream" if stream else "poll",
-                               previous_response_id=body.get("previous_response_id"))
+                               previous_response_id=body.get("previous_response_id"),
+                               service=self.client.endpoint.kind)
             self.store.add(record)  # a store that cannot record the run is an error before anything is paid for
             recorder = self._recorder(record)
         run = BackgroundRun(self.client, recorder=recorder, create_body=body,
@@ -167,7 +170,8 @@ class Agent:
                raise_on_failure: bool = True) -> BackgroundRun:
         """A :class:`BackgroundRun` that continues a run from a token (any form) or a stored run id.
 
-        From a run id, the stored text comes back at once and the stream continues after the stored sequence number.
+        From a run id, the stored text comes back at once and the stream continues after the stored sequence number,
+        at the endpoint the run was recorded at (with the key the environment has for it).
         From a token, the stream continues right after it; the text before it comes from the store when it has it
         there, else from a replay of the stream up to the token, so ``text`` is always the whole text. A run id of a
         run the store has as finished gives it back finished, with its stored outcome, without asking the service.
@@ -189,12 +193,13 @@ class Agent:
         mode = "stream" if stream else "poll"
         if record is None and self.store is not None:
             record = RunRecord(run_id=new_run_id(), endpoint=self.client.base_url, model=self.model, prompt="",
-                               response_id=token.response_id, mode=mode)
+                               response_id=token.response_id, mode=mode, service=self.client.endpoint.kind)
             self.store.add(record)
         recorder = self._recorder(record) if record is not None else None
+        client = self._client_for(record)
         options: dict[str, Any] = {"mode": mode, "poll_interval": poll_interval, "raise_on_failure": raise_on_failure}
         if record is not None and record.terminal and by_run_id:
-            run = BackgroundRun(self.client, recorder=recorder, response_id=token.response_id,
+            run = BackgroundRun(client, recorder=recorder, response_id=token.response_id,
                                 after=record.sequence_number, text=record.text, status=record.status, **options)
             run.error, run.ended_at = record.error, record.updated_at
             return run
@@ -206,8 +211,29 @@ class Agent:
                 stored <= wanted:
             after, text = stored, record.text
         status = record.status if record is not None and record.status in ("queued", "in_progress") else "in_progress"
-        return BackgroundRun(self.client, recorder=recorder, response_id=token.response_id, after=after, text=text,
+        return BackgroundRun(client, recorder=recorder, response_id=token.response_id, after=after, text=text,
                              status=status, deliver_after=wanted if wanted != after else None, **options)
+
+    def _client_for(self, record: RunRecord | None) -> ResponsesClient:
+        """The client for the endpoint a stored run was recorded at (this agent's own, unless it was elsewhere).
+
+        A run of the bundled mock server is resumed wherever that server listens now, starting it again (with its
+        database, so with its runs) if it is not running.
+        """
+        if record is None:
+            return self.client
+        bundled = record.service == "mock" or (record.service is None and self.client.endpoint.kind == "mock"
+                                                and record.endpoint == self.client.base_url)
+        if not bundled and record.endpoint == self.client.base_url:
+            return self.client
+        endpoint = endpoint_for(record.endpoint, "mock" if bundled else record.service)
+        if endpoint.base_url == self.client.base_url:
+            return self.client
+        client = self._clients.get(endpoint.base_url)
+        if client is None:
+            client = self._clients[endpoint.base_url] = ResponsesClient(endpoint=endpoint, retry=self.client.retry,
+                                                                        timeout=self.client.timeout)
+        return client
 
     def _recorder(self, record: RunRecord) -> RunRecorder:
         assert self.store is not None and self._checkpoints is not None

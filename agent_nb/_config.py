@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
 from dataclasses import dataclass, field
-from typing import Any
 
 from ._errors import ConfigurationError
 
-__all__ = ["Endpoint", "resolve_endpoint"]
+__all__ = ["Endpoint", "bundled_endpoint", "endpoint_for", "resolve_endpoint"]
 
 OPENAI_URL = "https://api.openai.com/v1"
 
@@ -35,8 +35,8 @@ def resolve_endpoint(base_url: str | None = None, api_key: str | None = None, *,
                      environ: dict[str, str] | None = None, start_mock: bool = True) -> Endpoint:
     """Pick the endpoint: explicit arguments override ``OPENAI_*``, which override ``AZURE_OPENAI_*``.
 
-    With nothing configured, the bundled mock server is started on a free loopback port (once per process) and a
-    one-line notice says so.
+    With nothing configured, the bundled mock server is used (started in its own process if it is not running, and
+    shared by every process on the machine), and a one-line notice says so.
     """
     env = os.environ if environ is None else environ
     if base_url is None and api_key is None:
@@ -58,7 +58,7 @@ def resolve_endpoint(base_url: str | None = None, api_key: str | None = None, *,
         if not start_mock:
             raise ConfigurationError("No endpoint configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for a "
                                      "compatible server), or AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY.")
-        return Endpoint(bundled_mock_url(), "mock", "mock")
+        return bundled_endpoint()
     if base_url is None:
         return Endpoint(OPENAI_URL, "openai", api_key)
     base_url = base_url.rstrip("/")
@@ -73,18 +73,40 @@ def _azure_v1(endpoint: str) -> str:
     return endpoint if endpoint.endswith("/openai/v1") else endpoint + "/openai/v1"
 
 
-_mock_lock = threading.Lock()
-_mock_server: Any = None
+_notice_lock = threading.Lock()
+_announced: set[str] = set()
 
 
-def bundled_mock_url() -> str:
-    """Start the bundled mock server once per process and return its API URL."""
-    global _mock_server
-    with _mock_lock:
-        if _mock_server is None or not _mock_server.running:
-            from mock_server import MockServer
+def bundled_endpoint() -> Endpoint:
+    """The bundled mock server, started in its own process if it is not running; says so once per process."""
+    from ._bundled import ensure_bundled
 
-            _mock_server = MockServer().start()
+    server = ensure_bundled()
+    with _notice_lock:
+        if server.url not in _announced:
+            _announced.add(server.url)
             print(f"agent-nb: no OPENAI_API_KEY or AZURE_OPENAI_ENDPOINT set, so using the bundled mock server at "
-                  f"{_mock_server.url}", file=sys.stderr)
-        return str(_mock_server.url)
+                  f"{server.url} (its own process, shared by every kernel on this machine; %agent mock stop stops "
+                  "it).", file=sys.stderr)
+    return Endpoint(server.url, "mock", "mock")
+
+
+def endpoint_for(base_url: str, kind: str | None = None, *, environ: dict[str, str] | None = None) -> Endpoint:
+    """The endpoint a stored run was recorded at, with the key the environment has for that endpoint and no other.
+
+    A run of the bundled mock server is resumed wherever that server listens now. A key is only ever sent to the
+    endpoint it was configured for, so a run recorded elsewhere is asked for without one (and a 401 says so).
+    """
+    if kind == "mock":
+        return bundled_endpoint()
+    base_url = base_url.rstrip("/")
+    with contextlib.suppress(ConfigurationError):
+        configured = resolve_endpoint(environ=environ, start_mock=False)
+        if configured.base_url == base_url:
+            return configured
+    env = os.environ if environ is None else environ
+    if base_url == OPENAI_URL and env.get("OPENAI_API_KEY"):
+        return Endpoint(base_url, "openai", env["OPENAI_API_KEY"])
+    guessed = kind or ("openai" if base_url == OPENAI_URL else "azure" if ".openai.azure.com" in base_url
+                       else "compatible")
+    return Endpoint(base_url, guessed, None)

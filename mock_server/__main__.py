@@ -6,8 +6,11 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 from .config import ServerConfig
@@ -38,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds a finished response stays retrievable (default 600)")
     parser.add_argument("--stream-retention", type=float, default=300.0,
                         help="seconds a finished response stays streamable (default 300)")
+    parser.add_argument("--state-file", type=Path,
+                        help="once listening, write {url, pid, db} here as JSON (removed again on a clean stop), so "
+                             "that a supervisor knows where the server is")
     limits = parser.add_argument_group("limits (bad or huge input gets a 4xx naming the limit)")
     caps = Limits()
     limits.add_argument("--max-body-bytes", type=int, default=caps.max_body_bytes,
@@ -123,16 +129,46 @@ def main(argv: list[str] | None = None) -> int:
         while not server.started and not task.done():
             await asyncio.sleep(0.01)
         if server.started:
+            url = f"http://{host}:{port}/v1"
+            if args.state_file is not None:
+                write_state(args.state_file, {"url": url, "pid": os.getpid(), "db": str(config.db or ""),
+                                              "started_at": time.time()})
             where = f" (responses kept in {config.db})" if config.db else ""
-            print(f"Mock Responses server on http://{host}:{port}/v1{where}. Press Ctrl-C to stop.", flush=True)
+            print(f"Mock Responses server on {url}{where}. Press Ctrl-C to stop.", flush=True)
         await task
 
+    # uvicorn shuts down gracefully on SIGTERM, then raises it again for the handler it found: make that an exit, so
+    # the state file is removed and the status is 0, as on Ctrl-C.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve())
     finally:
         sock.close()
+        if args.state_file is not None:
+            remove_state(args.state_file)
     return 0 if server.started else 1
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def write_state(path: Path, state: dict[str, object]) -> None:
+    """Write the state file atomically (readers never see half of it), readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        json.dump(state, file)
+    os.replace(partial, path)
+
+
+def remove_state(path: Path) -> None:
+    """Remove the state file if it still describes this process (a newer server may have replaced it)."""
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
+from agent_nb._bundled import stop_bundled
 from mock_server import GenerationOptions, MockServer, ServerConfig
 
 #: Fast defaults for tests: short replies, no pacing, so runs finish in milliseconds unless a test asks otherwise.
@@ -40,10 +42,15 @@ def http(mock: MockServer) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(autouse=True)
-def agent_nb_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> object:
-    """Each test gets its own run store directory, and no real endpoint from the environment."""
+def agent_nb_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Each test gets its own run store directory, and no real endpoint from the environment.
+
+    A bundled mock server the test started (by using agent-nb with nothing configured) is stopped, by its PID,
+    when the test ends.
+    """
     home = tmp_path_factory.mktemp("agent_nb_home")
     monkeypatch.setenv("AGENT_NB_HOME", str(home))
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY"):
         monkeypatch.delenv(name, raising=False)
-    return home
+    yield home
+    stop_bundled(home)

@@ -29,8 +29,11 @@ def new_run_id() -> str:
 class RunRecord:
     """A background run: what was asked, where, and how far its stream got.
 
-    ``text`` is exactly the output text up to event ``sequence_number``, so resuming after that event neither
-    repeats nor skips anything. ``endpoint`` is the API base URL only: records never hold a key.
+    While the run is unfinished, ``text`` is exactly the output text of events ``0..sequence_number`` (empty while
+    ``sequence_number`` is None), so resuming after that event neither repeats nor skips anything. Once it has
+    finished, ``text`` is the service's final text, and ``sequence_number`` the last event's number when the run was
+    streamed to its end (None when it was polled). ``endpoint`` is the API base URL only, and ``service`` its kind
+    (``openai``, ``azure``, ``compatible`` or ``mock`` for the bundled mock server): records never hold a key.
     """
 
     run_id: str
@@ -49,6 +52,7 @@ class RunRecord:
     mode: str = "stream"
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
+    service: str | None = None
 
     @property
     def terminal(self) -> bool:

@@ -23,29 +23,33 @@ __all__ = ["SQLiteRunStore", "default_path"]
 
 #: Schema changes only ever add columns and indexes, so an older agent-nb can still use a newer file: it reads
 #: with ``SELECT *`` (unknown columns are ignored) and writes the columns it knows (new ones have defaults).
-SCHEMA_VERSION = 1
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS runs (
-        run_id TEXT PRIMARY KEY,
-        endpoint TEXT NOT NULL,
-        model TEXT NOT NULL,
-        prompt TEXT NOT NULL,
-        response_id TEXT,
-        instructions TEXT,
-        status TEXT NOT NULL,
-        sequence_number INTEGER,
-        text TEXT NOT NULL,
-        error TEXT,
-        name TEXT,
-        labels TEXT NOT NULL,
-        previous_response_id TEXT,
-        mode TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS runs_response_id ON runs (response_id, created_at)",
-    "CREATE INDEX IF NOT EXISTS runs_status ON runs (status, created_at)",
+#: ``_MIGRATIONS[n]`` takes a file from version n to n + 1; a new file goes through all of them.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE IF NOT EXISTS runs (
+            run_id TEXT PRIMARY KEY,
+            endpoint TEXT NOT NULL,
+            model TEXT NOT NULL,
+            prompt TEXT NOT NULL,
+            response_id TEXT,
+            instructions TEXT,
+            status TEXT NOT NULL,
+            sequence_number INTEGER,
+            text TEXT NOT NULL,
+            error TEXT,
+            name TEXT,
+            labels TEXT NOT NULL,
+            previous_response_id TEXT,
+            mode TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS runs_response_id ON runs (response_id, created_at)",
+        "CREATE INDEX IF NOT EXISTS runs_status ON runs (status, created_at)",
+    ),
+    ("ALTER TABLE runs ADD COLUMN service TEXT",),  # the endpoint's kind, e.g. the bundled mock server
 )
+SCHEMA_VERSION = len(_MIGRATIONS)
 _JSON_COLUMNS = frozenset({"labels", "error"})
 _ORDER = "ORDER BY created_at DESC, run_id DESC"
 _BUSY_TIMEOUT = 10.0  # seconds another process may hold the write lock before we give up
@@ -156,12 +160,13 @@ class SQLiteRunStore(RunStore):
     def _migrate(conn: sqlite3.Connection) -> None:
         if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
             return
-        conn.execute("BEGIN IMMEDIATE")  # one process creates the schema; the others wait, then see it
+        conn.execute("BEGIN IMMEDIATE")  # one process migrates the file; the others wait, then see it done
         try:
-            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                for statement in _SCHEMA:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for statements in _MIGRATIONS[version:]:
+                for statement in statements:
                     conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute(f"PRAGMA user_version = {max(version, SCHEMA_VERSION)}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent_nb import ConfigurationError, ResponsesClient
-from agent_nb._config import OPENAI_URL, Endpoint, resolve_endpoint
+from agent_nb._config import OPENAI_URL, Endpoint, endpoint_for, resolve_endpoint
 
 
 def test_explicit_arguments_override_the_environment() -> None:
@@ -49,3 +49,15 @@ def test_nothing_configured_starts_the_bundled_mock_once_and_says_so(capsys: pyt
     assert first.base_url.startswith("http://127.0.0.1:")
     notices = capsys.readouterr().err.count("using the bundled mock server")
     assert notices <= 1  # once per process (it may already have been said by an earlier test)
+
+
+def test_a_stored_run_is_resumed_at_its_endpoint_with_only_that_endpoints_key() -> None:
+    env = {"OPENAI_BASE_URL": "http://configured.example/v1", "OPENAI_API_KEY": "sk-configured"}
+    same = endpoint_for("http://configured.example/v1/", environ=env)
+    assert (same.base_url, same.api_key) == ("http://configured.example/v1", "sk-configured")
+    elsewhere = endpoint_for("http://elsewhere.example/v1", environ=env)
+    assert elsewhere.base_url == "http://elsewhere.example/v1" and elsewhere.api_key is None  # never another's key
+    azure = endpoint_for("https://res.openai.azure.com/openai/v1", environ={
+        "AZURE_OPENAI_ENDPOINT": "https://res.openai.azure.com", "AZURE_OPENAI_API_KEY": "az"})
+    assert (azure.kind, azure.headers()) == ("azure", {"api-key": "az"})
+    assert endpoint_for(OPENAI_URL, environ={"OPENAI_API_KEY": "sk-o"}).api_key == "sk-o"

@@ -7,6 +7,7 @@ import builtins
 import os
 import re
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from agent_nb._store import (
     default_store,
     new_run_id,
 )
-from agent_nb._store._sqlite import default_path
+from agent_nb._store._sqlite import _MIGRATIONS, default_path
 from agent_nb._token import ContinuationToken
 
 from ..helpers import ROOT, free_port, wait_until
@@ -603,3 +604,21 @@ def test_checkpoint_writer_loses_no_notes_when_its_thread_dies(counting: Countin
         got = counting.get(run.run_id)
         assert (got.text, got.status) == ("0,1,", "in_progress")
     assert len(died) == 1 and died[0].exc_type is Die
+
+
+def test_a_store_file_of_the_first_schema_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite3"
+    with sqlite3.connect(path) as db:
+        for statement in _MIGRATIONS[0]:
+            db.execute(statement)
+        db.execute("INSERT INTO runs VALUES ('run_0123456789abcdef', 'http://old/v1', 'o3', 'p', 'resp_old', NULL, "
+                   "'completed', 7, 'old text', NULL, 'old', '{}', NULL, 'stream', 1.0, 2.0)")
+        db.execute("PRAGMA user_version = 1")
+    with SQLiteRunStore(path) as store:
+        old = store.get("run_0123456789abcdef")
+        assert (old.text, old.sequence_number, old.service) == ("old text", 7, None)
+        new = record(service="mock")
+        store.add(new)
+        assert store.get(new.run_id).service == "mock"
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(_MIGRATIONS)
