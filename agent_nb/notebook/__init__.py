@@ -7,22 +7,33 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._store import default_store
+from ._card import RunCard
+from ._commands import RunTable, unfinished_summary
 from ._handle import NotebookRun
-from ._magics import AgentMagics, RunTable
+from ._magics import AgentMagics
 from ._markdown import render_markdown
+from ._publish import remember_cell
 from ._widget import RunWidget
 
-__all__ = ["AgentMagics", "NotebookRun", "RunTable", "RunWidget", "load_ipython_extension", "render_markdown",
-           "unload_ipython_extension"]
+__all__ = ["AgentMagics", "NotebookRun", "RunCard", "RunTable", "RunWidget", "load_ipython_extension",
+           "render_markdown", "unload_ipython_extension"]
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext agent_nb``: register ``%%agent`` / ``%agent``."""
+    """``%load_ext agent_nb``: register ``%%agent`` / ``%agent``, and say in one line if runs are unfinished."""
     ipython.register_magics(AgentMagics)
+    if remember_cell not in ipython.events.callbacks["pre_run_cell"]:
+        ipython.events.register("pre_run_cell", remember_cell)
+    summary = unfinished_summary(default_store())
+    if summary is not None:
+        print(summary)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext agent_nb``: remove the magics again."""
+    if remember_cell in ipython.events.callbacks["pre_run_cell"]:
+        ipython.events.unregister("pre_run_cell", remember_cell)
     manager = ipython.magics_manager
     for kind in ("line", "cell"):
         manager.magics[kind].pop("agent", None)

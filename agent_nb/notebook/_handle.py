@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import secrets
 import time
 from collections.abc import Callable, Generator
 from typing import Any
 
 from .._agent import Agent, AgentSession
-from .._errors import AgentNBError, ConnectionLost
+from .._errors import AgentNBError, ConnectionLost, RunNotFound, StoreError
 from .._loop import BackgroundLoop
 from .._run import BackgroundRun
 from .._token import ContinuationToken
 from .._updates import AgentResponse
+from ._style import FINISHED
 
 __all__ = ["NotebookRun"]
 
@@ -27,6 +29,10 @@ class NotebookRun:
     run`` waits without blocking, ``resume()`` continues from the saved token after the connection was given up,
     and ``cancel()`` asks the service to stop it. Outcomes are reported, not raised: a failed run has
     ``status == "failed"`` and ``error``.
+
+    ``status`` is the run's status, or ``reconnecting`` / ``disconnected`` (the connection was given up; the run
+    may still be going on the service, so Resume and Cancel stay available) / ``lost`` (the service no longer has
+    it) / ``error`` (it could not be started or followed).
     """
 
     def __init__(self, agent: Agent, *, name: str | None = None, loop: BackgroundLoop | None = None) -> None:
@@ -34,10 +40,13 @@ class NotebookRun:
         self.name = name
         self.loop = loop or BackgroundLoop.get()
         self.run: BackgroundRun | None = None
-        self.phase = "starting"  # the run's status, or "reconnecting" / "lost" / "error"
+        self.phase = "starting"
         self.message: str | None = None
         self.notice: str | None = None
+        self.store_warning: str | None = None
         self.cell_key: tuple[str, str] | None = None  # the %%agent cell (and prompt) that started it
+        #: Names this run's outputs in the page, so that the live view can find its saved view.
+        self.key = secrets.token_hex(8)
         self._future: concurrent.futures.Future[AgentResponse | None] | None = None
         self._listeners: list[Listener] = []
         self._started_at = time.time()
@@ -65,6 +74,8 @@ class NotebookRun:
         run = agent.resume(target, stream=stream, poll_interval=poll_interval, raise_on_failure=False)
         if handle.name is None and run.record is not None:
             handle.name = run.record.name
+        if run.record is not None:
+            handle._started_at = run.record.created_at
         handle._drive(lambda: run, None)
         return handle
 
@@ -73,9 +84,15 @@ class NotebookRun:
             # Build the run now, so run_id, the stored text and the token are there when the cell returns; only a
             # follow-up in a session must wait, since its request names the previous response.
             run = make()
-            self.run = run
+            self._adopt(run)
             make = lambda: run  # noqa: E731
         self._future = self.loop.submit(self._follow(make, after))
+
+    def _adopt(self, run: BackgroundRun) -> None:
+        self.run = run
+        if run.recorder is not None:
+            run.recorder.on_error = self._store_failed  # shown in the view, not warned on the kernel's stderr
+        run.add_observer(self._on_run_change)
 
     async def _follow(self, make: Callable[[], BackgroundRun], after: NotebookRun | None) -> AgentResponse | None:
         try:
@@ -85,15 +102,16 @@ class NotebookRun:
                 await asyncio.wrap_future(after._future)
                 self.notice = None
             run = make()
-            self.run = run
-            run.add_observer(self._on_run_change)
-            self.phase = run.status if run.status != "starting" else "starting"
+            self._adopt(run)
+            self.phase = run.status
             self._emit("status")
             response = await run.wait()
             self.phase = run.status
             self.message = _error_message(run.error) if run.status == "failed" else None
             return response
         except ConnectionLost as exc:
+            self.phase, self.message = "disconnected", str(exc)
+        except RunNotFound as exc:
             self.phase, self.message = "lost", str(exc)
         except AgentNBError as exc:
             self.phase, self.message = "error", str(exc)
@@ -104,6 +122,8 @@ class NotebookRun:
         except Exception as exc:  # shown in the widget rather than lost in a background thread
             self.phase, self.message = "error", f"{type(exc).__name__}: {exc}"
         finally:
+            if self.finished:
+                self.notice = None  # "still going: showing it again" and the like are no longer true
             self._emit("done")
         return None
 
@@ -112,11 +132,15 @@ class NotebookRun:
             self.phase = "reconnecting"
             self.message = f"Connection dropped; reconnecting (attempt {run.reconnects})…"
         elif run.connection_lost is not None:
-            self.phase, self.message = "lost", str(run.connection_lost)
+            self.phase, self.message = "disconnected", str(run.connection_lost)
         elif change in ("text", "status") and self.phase != run.status:
             self.phase = run.status
             self.message = _error_message(run.error) if run.status == "failed" else None
         self._emit(change)
+
+    def _store_failed(self, error: StoreError) -> None:
+        self.store_warning = f"The run goes on, but its record could not be saved: {error}"
+        self._emit("store")
 
     # -- observing ----------------------------------------------------------------------------------------------
     def add_listener(self, listener: Listener) -> None:
@@ -139,6 +163,14 @@ class NotebookRun:
         return self.run.token if self.run is not None else None
 
     @property
+    def last_token(self) -> ContinuationToken | None:
+        """The token of the last event received, also once the run has ended (it then replays the stream)."""
+        run = self.run
+        if run is None or run.response_id is None or not run.background:
+            return None
+        return ContinuationToken(run.response_id, run.sequence_number)
+
+    @property
     def run_id(self) -> str | None:
         return self.run.run_id if self.run is not None else None
 
@@ -147,18 +179,22 @@ class NotebookRun:
         return self.run.response_id if self.run is not None else None
 
     @property
+    def reconnects(self) -> int:
+        return self.run.reconnects if self.run is not None else 0
+
+    @property
     def error(self) -> str | None:
-        return self.message if self.phase in ("failed", "lost", "error") else None
+        return self.message if self.phase in ("failed", "disconnected", "lost", "error") else None
 
     @property
     def elapsed(self) -> float:
-        """Seconds since the run started (across resumes and kernels), until it ended."""
+        """Seconds since the run started (across resumes and kernels), until it ended; while the connection is
+        lost it keeps counting, since the service may still be working on the run."""
         run = self.run
-        started = self._started_at
-        if run is not None and run.record is not None:
-            started = min(started, run.record.created_at)
         ended = run.ended_at if run is not None else None
-        return (ended or time.time()) - started
+        if ended is None and self.finished:
+            ended = time.time()  # never started, or could not be followed: stop the clock
+        return (ended or time.time()) - self._started_at
 
     @property
     def running(self) -> bool:
@@ -166,7 +202,9 @@ class NotebookRun:
 
     @property
     def finished(self) -> bool:
-        return self.phase in ("completed", "failed", "cancelled", "incomplete")
+        """Nothing more will happen to this run from this kernel: it ended, the service lost it, or it failed to
+        start."""
+        return self.phase in FINISHED
 
     @property
     def can_resume(self) -> bool:
@@ -174,7 +212,10 @@ class NotebookRun:
 
     @property
     def can_cancel(self) -> bool:
-        return self.running and self.response_id is not None and not self.finished
+        """Whenever the service may still be working on the run: while it streams, and after the connection was
+        lost too (a run left going costs money)."""
+        return self.response_id is not None and self.phase not in FINISHED and self.run is not None and \
+            self.run.background
 
     # -- acting -------------------------------------------------------------------------------------------------
     def wait(self, timeout: float | None = None) -> AgentResponse | None:
@@ -211,20 +252,33 @@ class NotebookRun:
     async def cancel_async(self) -> None:
         """Cancel on agent-nb's loop (what the Cancel button does); a failure to cancel is shown, not raised."""
         run = self.run
-        if run is None or self.response_id is None or self.finished:
+        if run is None or not self.can_cancel:
             return
         try:
             await run.cancel()
+        except RunNotFound as exc:
+            self.phase, self.message = "lost", str(exc)
         except AgentNBError as exc:
             self.message = f"Could not cancel: {exc}"
-        self.phase = run.status
+        else:
+            self.phase = run.status
+            self.message = None
+        if self.finished:
+            self.notice = None
         self._emit("status")
+        if not self.running:
+            self._emit("done")  # nothing else will say so: the run was not being followed
 
     def __repr__(self) -> str:
         label = f" {self.name!r}" if self.name else ""
         return f"<NotebookRun{label} {self.run_id or ''} {self.status}, {len(self.text)} chars>"
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """Shown on its own in a cell: the live view while the run goes on, the saved view once it is over."""
+        if self.finished:
+            from ._card import RunCard
+
+            return RunCard(self)._repr_mimebundle_(include=include, exclude=exclude)
         from ._widget import RunWidget
 
         return RunWidget.for_run(self)._repr_mimebundle_(include=include, exclude=exclude)

@@ -1,7 +1,10 @@
 """The live view of a run: status, elapsed time, token, streamed Markdown, Resume and Cancel.
 
 Redraws are throttled: however fast deltas arrive, the text is re-rendered at most ``REDRAWS_PER_SECOND`` times a
-second, on agent-nb's loop thread (widget state travels over comms, which is safe from there).
+second, on agent-nb's loop thread (widget state travels over comms, which is safe from there). The run's saved view
+(:class:`~agent_nb.notebook._card.RunCard`, the output above this one) is brought up to date every
+``SAVED_VIEW_INTERVAL`` seconds and at every change of status; when the run ends it takes this view's place, so
+what the notebook keeps is static and honest.
 """
 
 from __future__ import annotations
@@ -13,23 +16,18 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from ._card import RunCard, reconnected
 from ._handle import NotebookRun
+from ._liveness import Liveness
 from ._markdown import render_markdown
+from ._publish import publish
+from ._style import label, muted, status_html
 
 __all__ = ["RunWidget"]
 
 REDRAWS_PER_SECOND = 4
+SAVED_VIEW_INTERVAL = 5.0
 _SPINNER = "◐◓◑◒"
-COLOURS = {
-    "starting": "#6b7280", "queued": "#6b7280", "in_progress": "#2563eb", "reconnecting": "#d97706",
-    "completed": "#16a34a", "failed": "#dc2626", "cancelled": "#6b7280", "incomplete": "#d97706",
-    "lost": "#dc2626", "error": "#dc2626",
-}
-LABELS = {
-    "starting": "starting", "queued": "queued", "in_progress": "in progress", "reconnecting": "reconnecting…",
-    "completed": "completed", "failed": "failed", "cancelled": "cancelled", "incomplete": "incomplete",
-    "lost": "connection lost", "error": "error",
-}
 
 _widgets: weakref.WeakKeyDictionary[NotebookRun, RunWidget] = weakref.WeakKeyDictionary()
 
@@ -41,20 +39,30 @@ class RunWidget(widgets.VBox):  # type: ignore[misc]
         self.handle = handle
         self.status_line = widgets.HTML()
         self.elapsed_label = widgets.HTML()
+        self.elapsed_label.add_class("agent-nb-live-only")
         self.meta = widgets.HTML()
         self.token_box = widgets.Text(description="Token", placeholder="(no token yet)",
                                       layout=widgets.Layout(width="100%"),
                                       tooltip="Copy this to resume the run anywhere: %agent resume TOKEN")
+        self.token_note = widgets.HTML()
         self.body = widgets.HTML(layout=widgets.Layout(max_height="40em", overflow="auto"))
+        self.body.add_class("agent-nb-text")
         self.message = widgets.HTML()
+        self.message.add_class("agent-nb-notes")
+        self.stale_note = widgets.HTML()
+        self.stale_note.add_class("agent-nb-stale-note")
         self.resume_button = widgets.Button(description="Resume", icon="play", disabled=True,
                                             tooltip="Continue from the saved token")
         self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True,
                                             tooltip="Ask the service to cancel this run")
+        for button in (self.resume_button, self.cancel_button):
+            button.add_class("agent-nb-live-only")
         self.resume_button.on_click(lambda _: self._resume())
         self.cancel_button.on_click(lambda _: self._cancel())
+        self.liveness = Liveness(handle.key)
         header = widgets.HBox([self.status_line, self.elapsed_label, self.resume_button, self.cancel_button])
-        super().__init__([header, self.meta, self.token_box, self.message, self.body], **kwargs)
+        super().__init__([header, self.stale_note, self.meta, self.token_box, self.token_note, self.message,
+                          self.body, self.liveness], **kwargs)
         self.add_class("agent-nb-run")
         self.redraws = 0
         self._rendered_length = -1
@@ -63,6 +71,10 @@ class RunWidget(widgets.VBox):  # type: ignore[misc]
         self._last_draw = 0.0
         self._ticking = False
         self.display_handle: Any = None
+        self.saved_handle: Any = None
+        self._saved_at = 0.0
+        self._saved_phase: str | None = None
+        self._ended = False
         handle.add_listener(self._on_change)
         self.refresh(force=True)
         if not handle.finished:
@@ -82,41 +94,49 @@ class RunWidget(widgets.VBox):  # type: ignore[misc]
             self._dirty = True  # drawn by the next tick, not now: deltas can come thousands a second
             return
         self.refresh(force=True)
-        if change == "done" and self.display_handle is not None:
-            self.display_handle.update(self)  # the saved output gets the final text as its fallback
+        if change == "done" and handle.finished:
+            self.end()
         if not self._ticking and not handle.finished and change != "done":
             handle.loop.call(self._tick)
 
     def _tick(self) -> None:
-        """Runs on the loop thread while the run is live: redraws at most REDRAWS_PER_SECOND times a second."""
+        """Runs on the loop thread while the run may be live: redraws at most REDRAWS_PER_SECOND times a second.
+
+        It goes on while the connection is lost too: the run may still be going on the service, and its elapsed
+        time with it.
+        """
         self._ticking = True
         self._spin += 1
         self.refresh()
-        if self.handle.running:
-            self.handle.loop.loop.call_later(1 / REDRAWS_PER_SECOND, self._tick)
+        if not self.handle.finished:
+            rate = REDRAWS_PER_SECOND if self.handle.running else 1
+            self.handle.loop.loop.call_later(1 / rate, self._tick)
         else:
             self._ticking = False
             self.refresh(force=True)
 
     def refresh(self, force: bool = False) -> None:
-        """Bring every part of the view up to date (the text only if it changed)."""
+        """Bring every part of the view up to date (the text only if it changed), and the saved view now and then."""
         handle = self.handle
         now = time.monotonic()
         phase = handle.phase
-        colour = COLOURS.get(phase, "#6b7280")
-        live = handle.running and phase not in ("completed", "failed", "cancelled", "incomplete")
-        spinner = f"{_SPINNER[self._spin % len(_SPINNER)]} " if live else ""
-        self.status_line.value = (f'<b style="color:{colour}">{spinner}{html.escape(LABELS.get(phase, phase))}</b>'
-                                  + (f" &middot; {html.escape(handle.name)}" if handle.name else ""))
-        self.elapsed_label.value = f'<span style="color:#6b7280">{handle.elapsed:.1f} s</span>'
+        live = handle.running and not handle.finished
+        self.status_line.value = status_html(phase, handle.name, spinner=_SPINNER[self._spin % 4] if live else "")
+        self.elapsed_label.value = muted(f"{handle.elapsed:.1f} s")
         parts = [f"response <code>{html.escape(handle.response_id)}</code>" if handle.response_id else "",
-                 f"run <code>{html.escape(handle.run_id)}</code>" if handle.run_id else ""]
-        self.meta.value = '<span style="color:#6b7280;font-size:smaller">' + " &middot; ".join(p for p in parts if p) \
-            + "</span>"
-        token = handle.token
+                 f"run <code>{html.escape(handle.run_id)}</code>" if handle.run_id else "",
+                 reconnected(handle.reconnects)]
+        self.meta.value = muted(" &middot; ".join(p for p in parts if p), small=True)
+        token = handle.token or (handle.last_token if handle.finished else None)
         self.token_box.value = str(token) if token is not None else ""
-        note = handle.message or handle.notice
-        self.message.value = f'<span style="color:{colour}">{html.escape(note)}</span>' if note else ""
+        self.token_note.value = muted("The run has ended; this token replays its stream.", small=True) \
+            if handle.finished and token is not None else ""
+        notes = [n for n in (handle.message or handle.notice, handle.store_warning) if n]
+        self.message.value = "".join(f"<div>{html.escape(n)}</div>" for n in notes)
+        target = handle.run_id or (str(handle.last_token) if handle.last_token else "")
+        self.stale_note.value = (f"<b>This view stopped updating:</b> the kernel that followed this run has "
+                                 f"stopped. It was {html.escape(label(phase))} then. Re-attach with "
+                                 f"<code>%agent resume {html.escape(target)}</code>.") if target else ""
         self.resume_button.disabled = not handle.can_resume
         self.cancel_button.disabled = not handle.can_cancel
         text = handle.text
@@ -127,6 +147,19 @@ class RunWidget(widgets.VBox):  # type: ignore[misc]
             self._last_draw = now
             self.redraws += 1
             self._dirty = False
+        if self.saved_handle is not None and not self._ended and (
+                phase != self._saved_phase or now - self._saved_at >= SAVED_VIEW_INTERVAL):
+            self._saved_phase, self._saved_at = phase, now
+            publish(self.saved_handle.update, RunCard(handle))
+
+    def end(self) -> None:
+        """The run has ended: the saved view, final now, takes the live view's place in the notebook."""
+        if self._ended or self.display_handle is None:
+            return
+        self._ended = True
+        publish(self.display_handle.update, RunCard(self.handle))
+        if self.saved_handle is not None:
+            publish(self.saved_handle.update, {"text/html": ""}, raw=True)
 
     # -- buttons ------------------------------------------------------------------------------------------------
     def _resume(self) -> None:
@@ -142,19 +175,6 @@ class RunWidget(widgets.VBox):  # type: ignore[misc]
     # -- fallbacks ----------------------------------------------------------------------------------------------
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         bundle: dict[str, Any] = dict(super()._repr_mimebundle_(include=include, exclude=exclude) or {})
-        handle = self.handle
-        label = LABELS.get(handle.phase, handle.phase)
-        title = f"agent-nb run{f' {handle.name!r}' if handle.name else ''}: {label}"
-        note = handle.message or ""
-        bundle["text/plain"] = "\n".join(p for p in (title, note, handle.text) if p)
-        bundle["text/markdown"] = "\n\n".join(p for p in (f"**{_md_escape(title)}**",
-                                                          _md_escape(note) if note else "",
-                                                          html.escape(handle.text, quote=False)) if p)
-        bundle["text/html"] = (f'<div class="agent-nb-run"><p><b>{html.escape(title)}</b></p>'
-                               + (f"<p>{html.escape(note)}</p>" if note else "")
-                               + render_markdown(handle.text) + "</div>")
+        bundle["text/plain"] = f"agent-nb live view of {self.handle!r} (it works while its kernel runs)"
         return bundle
 
-
-def _md_escape(text: str) -> str:
-    return html.escape(text).replace("*", r"\*").replace("_", r"\_")

@@ -43,12 +43,14 @@ SLEEP = 15  # seconds cell 3 blocks the kernel
 #: widget on "reconnecting…" for over a second, long enough for a screenshot.
 FAULTS = "drop_after=60,http_503=2,retry_after=1"
 
-#: Records every status label the widget shows (a phase can be shorter than a poll interval), into window.__statuses.
-#: It watches the whole page, because the widget's view is re-rendered when the run's output is updated.
+#: Records every status label the run's view shows (a phase can be shorter than a poll interval), into
+#: window.__statuses: the live widget's while it is there, then the saved view's that replaces it when the run ends.
+#: It watches the whole page, because the view is re-rendered when the run's output is updated.
 STATUS_LOG = """() => {
   window.__statuses = [];
   const read = () => {
-    const el = document.querySelector('.agent-nb-run .widget-hbox .widget-html');
+    const el = document.querySelector('.agent-nb-run .widget-hbox .widget-html')
+      || [...document.querySelectorAll('.agent-nb-saved')].find(e => e.offsetParent !== null);
     if (!el) return;
     const label = el.innerText.replace(/^[◐◓◑◒]\\s*/, '').split('·')[0].trim();
     const log = window.__statuses;
@@ -73,6 +75,24 @@ CELLS = [
     "print('SERVER', stored['status'], len(expected), 'RUN', run.status, len(run.text),\n"
     "      'MATCH', run.text == expected)\n"
     "display(HTML('<div class=\"expected-text\">' + render_markdown(expected) + '</div>'))",
+]
+
+
+RESTART_NOTEBOOK = "agent_restart.ipynb"
+#: Nothing configured, so the bundled mock server (its own process, under the test's AGENT_NB_HOME) serves the run,
+#: and it outlives the kernel restart. The run takes about 30 s: it is still going after the restart.
+RESTART_CELLS = [
+    "%load_ext agent_nb",
+    "%%agent -o run --name restart --metadata mock_options=tokens=1800,tps=60,ttft=0\n"
+    "Write a long report on grid storage.",
+    "%load_ext agent_nb",  # in the new kernel, after the restart
+    "%agent resume --all",
+    "import httpx\nfrom agent_nb._bundled import find_bundled\n"
+    "handle = get_ipython().magics_manager.registry['AgentMagics'].runs[-1]\nhandle.wait(90)\n"
+    "stored = httpx.get(f'{find_bundled().url}/responses/{handle.response_id}', timeout=10).json()\n"
+    "expected = stored['output'][0]['content'][0]['text']\n"
+    "print('SERVER', stored['status'], len(expected), 'RUN', handle.status, len(handle.text),\n"
+    "      'MATCH', handle.text == expected)",
 ]
 
 
@@ -117,11 +137,12 @@ def _write_settings(settings: Path) -> None:
 def lab(chromium: Path, tmp_path: Path, agent_nb_home: Path) -> Iterator[Lab]:
     root = tmp_path / "root"
     root.mkdir()
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
-                                       "language": "python"}
-    nbformat.write(notebook, root / NOTEBOOK)
+    for name, sources in ((NOTEBOOK, CELLS), (RESTART_NOTEBOOK, RESTART_CELLS)):
+        notebook = nbformat.v4.new_notebook()
+        notebook.cells = [nbformat.v4.new_code_cell(source) for source in sources]
+        notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
+                                           "language": "python"}
+        nbformat.write(notebook, root / name)
 
     data = tmp_path / "jupyter-data"  # a python3 kernelspec running this venv's interpreter
     (data / "kernels" / "python3").mkdir(parents=True)
@@ -194,6 +215,18 @@ def _shot(page: Page, name: str) -> Path:
     return path
 
 
+def theme_colour(page: Page, variable: str) -> str:
+    """The computed colour of a JupyterLab theme variable in the current theme, as the browser reports colours."""
+    return str(page.evaluate("""variable => {
+        const probe = document.createElement('span');
+        probe.style.color = `var(${variable})`;
+        document.body.appendChild(probe);
+        const colour = getComputedStyle(probe).color;
+        probe.remove();
+        return colour;
+    }""", variable))
+
+
 def _prompt(cell: Locator) -> str:
     return cell.locator(".jp-InputPrompt").first.inner_text().strip()
 
@@ -263,7 +296,7 @@ def _drive_the_notebook(lab: Lab, page: Page) -> None:
     wait_until(lambda: len(body.inner_text()) > first_length + 20, 10, "the widget's text to grow")
     assert _prompt(cells.nth(2)) == "[*]:", "the widget should update while the sleep cell still runs"
     expect(status).to_contain_text("in progress")
-    expect(status.locator("b").first).to_have_css("color", "rgb(37, 99, 235)")  # blue (retried while it re-renders)
+    expect(status.locator("b").first).to_have_css("color", theme_colour(page, "--jp-brand-color1"))
     expect(cancel).to_be_enabled()
     expect(resume).to_be_disabled()
     expect(widget.get_by_role("textbox")).to_have_value(re.compile(r"^anb1\."))  # the continuation token
@@ -279,9 +312,9 @@ def _drive_the_notebook(lab: Lab, page: Page) -> None:
     assert statuses.index("in progress") < statuses.index("reconnecting…") < statuses.index("connection lost"), \
         statuses
     expect(status).to_contain_text("connection lost")
-    expect(status.locator("b").first).to_have_css("color", "rgb(220, 38, 38)")  # red (retried while it re-renders)
+    expect(status.locator("b").first).to_have_css("color", theme_colour(page, "--jp-error-color1"))
     expect(resume).to_be_enabled(timeout=5_000)
-    expect(cancel).to_be_disabled()
+    expect(cancel).to_be_enabled()  # the run may still be going on the service (and costing money)
     expect(widget).to_contain_text("Resume with the run's token")
     lost_length = len(body.inner_text())
     assert _prompt(cells.nth(2)) == "[*]:", "connection lost should show while the sleep cell still runs"
@@ -296,18 +329,24 @@ def _drive_the_notebook(lab: Lab, page: Page) -> None:
     print(f"Resume clicked {clicked - sleep_started:.1f} s into the sleep; 'completed' shown "
           f"{time.monotonic() - clicked:.1f} s later; statuses seen: {statuses}")
     assert statuses[statuses.index("connection lost"):][-1] == "completed", statuses
-    expect(status).to_contain_text("completed")
-    expect(status.locator("b").first).to_have_css("color", "rgb(22, 163, 74)")  # green (retried while it re-renders)
-    expect(resume).to_be_disabled()
-    expect(cancel).to_be_disabled()
+    # Finished, the live view gives its place to the saved view: static, with nothing left to click.
+    saved = cells.nth(1).locator(".agent-nb-saved")
+    expect(saved).to_be_visible(timeout=10_000)
+    expect(widget).to_have_count(0)
+    expect(saved.locator("b").first).to_have_text("completed")
+    expect(saved.locator("b").first).to_have_css("color", theme_colour(page, "--jp-success-color1"))
+    expect(saved).to_contain_text("reconnected")  # it says how many times
+    expect(saved).to_contain_text("the run has ended; it replays the stream")
+    expect(cells.nth(1).get_by_role("button")).to_have_count(0)
     _wait_cell_done(cells.nth(3), 10)
     cell4 = cells.nth(3).locator(".jp-OutputArea-output").first.inner_text()
     # With ipykernel 7 the click's comm message is handled only once the kernel is idle, i.e. after cell 4, which
-    # then still saw "lost"; a kernel that handled it at once would show "completed". Either is consistent.
-    assert re.fullmatch(r"CHARS [1-9]\d* STATUS (lost|reconnecting|in_progress|completed)", cell4.strip()), cell4
+    # then still saw "disconnected"; a kernel that handled it at once would show "completed". Either is consistent.
+    assert re.fullmatch(r"CHARS [1-9]\d* STATUS (disconnected|reconnecting|in_progress|completed)", cell4.strip()), \
+        cell4
     print(f"cell 4 printed: {cell4.strip()}")
-    assert len(body.inner_text()) > lost_length
-    expect(widget).not_to_contain_text("reconnecting (attempt")
+    assert len(saved.inner_text()) > lost_length
+    expect(saved).not_to_contain_text("reconnecting (attempt")
     _shot(page, "4-completed")
 
     # Cell 5: the kernel compares the run's text with the server's; the browser compares what the widget shows
@@ -320,8 +359,138 @@ def _drive_the_notebook(lab: Lab, page: Page) -> None:
     assert re.search(r"SERVER completed (\d+) RUN completed \1 MATCH True", report), report
     expected = cells.nth(4).locator(".expected-text")
     expect(expected).to_be_attached(timeout=5_000)
-    assert body.inner_text() == expected.inner_text()
-    assert body.locator("h2").inner_text() == expected.locator("h2").inner_text()
+    assert saved.inner_text().endswith(expected.inner_text())
+    assert saved.locator("h2").inner_text() == expected.locator("h2").inner_text()
     output.first.evaluate("el => el.scrollIntoView({block: 'start'})")
     _shot(page, "5-checked")
     assert time.monotonic() - started < 90
+
+
+def contrast(page: Page, foreground: str, background: str) -> float:
+    """The WCAG contrast ratio of two CSS colours as the browser computes them."""
+    return float(page.evaluate("""([fg, bg]) => {
+        const rgb = c => c.match(/[\\d.]+/g).slice(0, 3).map(Number);
+        const lum = c => {
+            const linear = v => (v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+            const [r, g, b] = rgb(c).map(linear);
+            return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+        };
+        const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+        return (a + 0.05) / (b + 0.05);
+    }""", [foreground, background]))
+
+
+def _seconds_in(saved_view: str) -> float:
+    """How far into the run an unfinished run's saved view was last brought up to date."""
+    shown = re.search(r"as last seen, ([\d.]+) s after it started", saved_view)
+    return float(shown.group(1)) if shown else -1.0
+
+
+def _use_theme(page: Page, theme: str) -> None:
+    """Settings → Theme → ``theme``, then wait until the page has switched."""
+    page.locator(".lm-MenuBar-item", has_text="Settings").click()
+    page.locator(".lm-Menu-item", has_text="Theme").first.hover()
+    page.locator(".lm-Menu-item", has_text=theme).first.click()
+    light = "true" if "Light" in theme else "false"
+    page.wait_for_function("light => document.body.dataset.jpThemeLight === light", arg=light, timeout=15_000)
+    expect(page.locator("#jupyterlab-splash")).to_have_count(0, timeout=15_000)  # the switch's splash is gone
+
+
+def _check_status_reads_well(page: Page, cell: Locator, theme: str) -> None:
+    label = cell.locator(".agent-nb-run .widget-hbox .widget-html b").first
+    expect(label).to_have_css("color", theme_colour(page, "--jp-brand-color1"))
+    colour = label.evaluate("el => getComputedStyle(el).color")
+    background = theme_colour(page, "--jp-layout-color0").replace("rgb(", "rgb(")  # the notebook's background
+    ratio = contrast(page, colour, page.evaluate(
+        "() => getComputedStyle(document.querySelector('.jp-Notebook')).backgroundColor") or background)
+    print(f"{theme}: 'in progress' is {colour}, contrast {ratio:.1f}:1")
+    assert ratio >= 3.0, f"'in progress' is hard to read in {theme}: contrast {ratio:.1f}:1"
+
+
+def test_after_a_kernel_restart_the_old_view_says_so_and_the_run_is_reattached_exactly(lab: Lab, page: Page) -> None:
+    try:
+        _drive_the_restart(lab, page)
+    except BaseException:
+        _shot(page, "restart-failure")
+        print(f"JupyterLab log:\n{lab.log.read_text()[-5000:]}")
+        raise
+
+
+def _drive_the_restart(lab: Lab, page: Page) -> None:
+    page.set_default_timeout(30_000)
+    page.goto(f"{lab.url}/lab/tree/{RESTART_NOTEBOOK}?token={lab.token}&reset")
+    cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell")
+    expect(cells).to_have_count(len(RESTART_CELLS), timeout=45_000)
+    kernel_idle = page.locator(".jp-StatusBar-TextItem").filter(has_text="Python 3 (ipykernel) | Idle")
+    expect(kernel_idle.first).to_be_visible(timeout=45_000)
+    _run_cell(page, cells, 0)
+    _wait_cell_done(cells.nth(0), 30)
+    _run_cell(page, cells, 1)
+    first = cells.nth(1)
+    widget = first.locator(".agent-nb-run")
+    expect(widget).to_be_visible(timeout=15_000)
+    expect(first).to_contain_text("using the bundled mock server")
+    expect(widget.locator(".agent-nb-text")).to_contain_text("Notes on", timeout=15_000)
+    expect(first.locator(".agent-nb-saved")).to_be_hidden()  # the saved view waits out of sight
+    _check_status_reads_well(page, first, "JupyterLab Light")
+    _shot(page, "restart-1-light")
+    _use_theme(page, "JupyterLab Dark")
+    _check_status_reads_well(page, first, "JupyterLab Dark")
+    _shot(page, "restart-2-dark")
+
+    # The saved view (out of sight) is kept up to date as the run goes on.
+    hidden = first.locator(".agent-nb-saved")
+    wait_until(lambda: _seconds_in(hidden.text_content() or "") >= 5, 30, "the saved view to be brought up to date")
+
+    # Restart the kernel while the run goes on: the old view must not pretend.
+    page.locator(".jp-NotebookPanel-toolbar [data-command='notebook:restart-kernel']").click()
+    page.locator(".jp-Dialog .jp-mod-accept").first.click()
+    expect(widget).to_have_class(re.compile(r"\bagent-nb-stale\b"), timeout=30_000)
+    expect(kernel_idle.first).to_be_visible(timeout=45_000)
+    note = widget.locator(".agent-nb-stale-note")
+    expect(note).to_be_visible()
+    expect(note).to_contain_text("This view stopped updating")
+    expect(note).to_contain_text(re.compile(r"%agent resume run_[0-9a-f]{16}"))
+    for gone in (widget.get_by_role("button", name="Cancel"), widget.get_by_role("button", name="Resume"),
+                 widget.locator(".widget-hbox .agent-nb-live-only")):
+        expect(gone.first).to_be_hidden()
+    icons = first.locator(".jupyter-widgets-disconnected").evaluate_all(
+        "els => els.filter(e => getComputedStyle(e, '::before').display !== 'none').length")
+    assert icons == 0, f"{icons} broken-link icons are showing"
+    first.evaluate("el => el.scrollIntoView({block: 'start'})")
+    _shot(page, "restart-3-stale-dark")
+
+    # The new kernel says what is unfinished; %agent resume --all picks the run up, exactly.
+    _run_cell(page, cells, 2)
+    _wait_cell_done(cells.nth(2), 30)
+    expect(cells.nth(2)).to_contain_text("agent-nb: 1 run is unfinished on this machine (restart); re-attach with "
+                                         "%agent resume --all")
+    _run_cell(page, cells, 3)
+    expect(cells.nth(3).locator(".agent-nb-run")).to_be_visible(timeout=15_000)
+    _run_cell(page, cells, 4)
+    _wait_cell_done(cells.nth(4), 120)
+    report = cells.nth(4).locator(".jp-OutputArea-output").first.inner_text()
+    assert re.search(r"SERVER completed (\d+) RUN completed \1 MATCH True", report), report
+    resumed = cells.nth(3).locator(".agent-nb-saved")
+    expect(resumed).to_be_visible(timeout=15_000)
+    expect(resumed.locator("b").first).to_have_text("completed")
+    expect(widget).to_have_class(re.compile(r"\bagent-nb-stale\b"))  # the old kernel's view still says so
+    cells.nth(3).evaluate("el => el.scrollIntoView({block: 'start'})")
+    _shot(page, "restart-4-resumed-dark")
+    _use_theme(page, "JupyterLab Light")
+    _shot(page, "restart-5-resumed-light")
+
+    # Saved and reopened, with no live view: the first run's saved view says what was last known and what to do.
+    page.keyboard.press("Control+s")
+    wait_until(lambda: "agent-nb-saved" in json.dumps(lab.api("GET", f"contents/{RESTART_NOTEBOOK}").json()),
+               20, "the notebook to be saved with its saved views")
+    page.reload()
+    expect(kernel_idle.first).to_be_visible(timeout=45_000)
+    saved = cells.nth(1).locator(".agent-nb-saved")
+    expect(saved).to_be_visible(timeout=15_000)
+    expect(saved).to_contain_text("as last seen")
+    assert _seconds_in(saved.inner_text()) >= 5, "the saved view was not kept up to date while the run went on"
+    expect(saved).to_contain_text(re.compile(r"re-attach with\s+%agent resume run_[0-9a-f]{16}"))
+    expect(cells.nth(1).get_by_role("button")).to_have_count(0)
+    cells.nth(1).evaluate("el => el.scrollIntoView({block: 'start'})")
+    _shot(page, "restart-6-reopened")

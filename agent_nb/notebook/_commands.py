@@ -1,0 +1,235 @@
+"""``%agent COMMAND``: list, resume, cancel runs and manage the mock servers; and the table of stored runs."""
+
+from __future__ import annotations
+
+import argparse
+import html
+import shlex
+import time
+from typing import Any
+
+import httpx
+from IPython.core.error import UsageError
+
+from .._agent import Agent
+from .._bundled import find_bundled, stop_bundled
+from .._errors import AgentNBError
+from .._loop import BackgroundLoop
+from .._store import RunRecord, RunStore
+from .._store._record import STATUSES
+from ._handle import NotebookRun
+
+__all__ = ["UNFINISHED", "Commands", "Parser", "RunTable", "split_words", "unfinished_summary"]
+
+#: Runs the service may still be working on.
+UNFINISHED = ("starting", "queued", "in_progress")
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse would exit the kernel's process
+        raise UsageError(f"{self.prog}: {message}\n{self.format_usage()}")
+
+
+class Commands:
+    """The ``%agent COMMAND`` line magic's commands, mixed into :class:`~agent_nb.notebook.AgentMagics`."""
+
+    runs: list[NotebookRun]
+    mock: Any
+
+    @property
+    def store(self) -> RunStore:
+        raise NotImplementedError
+
+    def agent(self) -> Agent:
+        raise NotImplementedError
+
+    def _show(self, handle: NotebookRun, out: str | None, *, wait: bool) -> None:
+        raise NotImplementedError
+
+    def _command(self, line: str) -> Any:
+        words = split_words(line, "%agent")
+        if not words or words[0] in ("help", "-h", "--help"):
+            return _Help()
+        command, rest = words[0], words[1:]
+        if command == "runs":
+            return self._runs(rest)
+        if command == "resume":
+            return self._resume(rest)
+        if command == "cancel":
+            return self._cancel(rest)
+        if command == "mock":
+            return self._mock(rest)
+        raise UsageError(f"Unknown command %agent {command!r}. Try %agent help.")
+
+    def _runs(self, words: list[str]) -> RunTable:
+        if len(words) > 1:
+            raise UsageError("Usage: %agent runs [STATUS]")
+        status = words[0] if words else None
+        if status is not None and status not in STATUSES:
+            raise UsageError(f"{status!r} is not a run status; use one of {', '.join(sorted(STATUSES))}.")
+        return RunTable(self.store.list(status=status, limit=50), status=status)
+
+    def _resume(self, words: list[str]) -> str | None:
+        if words == ["--all"]:
+            records = [r for r in self.store.list(status=UNFINISHED, limit=200) if r.response_id]
+            followed = {h.run_id for h in self.runs if h.running}
+            records = [r for r in records if r.run_id not in followed]
+            if not records:
+                return "No unfinished runs to re-attach to."
+            for record in reversed(records):  # oldest first, like the cells that started them
+                self._show(NotebookRun.attach(self.agent(), record.run_id), None, wait=False)
+            return None
+        if len(words) != 1 or words[0].startswith("-"):
+            raise UsageError("Usage: %agent resume RUN_ID_OR_TOKEN, or %agent resume --all")
+        self._show(NotebookRun.attach(self.agent(), words[0]), None, wait=False)
+        return None
+
+    def _cancel(self, words: list[str]) -> str:
+        if len(words) != 1:
+            raise UsageError("Usage: %agent cancel RUN_ID_OR_TOKEN")
+        target = words[0]
+        live = next((h for h in self.runs if target in (h.run_id, h.response_id) and h.can_cancel), None)
+        if live is not None:
+            live.cancel()
+            return f"Cancelled {target}: {live.status}."
+        run = self.agent().resume(target, raise_on_failure=False)
+        if run.terminal:
+            return f"Run {target} had already ended ({run.status}); there was nothing to cancel."
+        response = BackgroundLoop.get().submit(run.cancel()).result(30)
+        if response.status != "cancelled":
+            return f"Run {target} had already ended ({response.status}); there was nothing to cancel."
+        return f"Cancelled {target}."
+
+    def _mock(self, words: list[str]) -> str:
+        from mock_server import FaultSpec, GenerationOptions, MockServer, ServerConfig
+        from mock_server.server import PortUnavailable
+
+        action = words[0] if words else "status"
+        parser = Parser(prog="%agent mock", add_help=False)
+        parser.add_argument("--faults", default="", help="a fault spec, e.g. 'drop_after=40,drops=2'")
+        parser.add_argument("--options", default="", help="pacing, e.g. 'tokens=300,tps=40'")
+        parser.add_argument("--port", type=int, default=0)
+        parser.add_argument("--bundled", action="store_true", help="stop the bundled server, not this kernel's")
+        args = parser.parse_args(words[1:])
+        in_kernel = self.mock if self.mock is not None and self.mock.running else None
+        if action == "start":
+            if in_kernel is not None:
+                in_kernel.stop()
+            config = ServerConfig(options=GenerationOptions.parse(args.options), faults=FaultSpec.parse(args.faults))
+            try:
+                self.mock = MockServer(config, port=args.port).start()
+            except PortUnavailable as exc:
+                raise UsageError(f"%agent mock start: {exc}") from None
+            return (f"Mock server running at {self.mock.url} in this kernel (it stops with the kernel); %%agent "
+                    "cells now use it.")
+        if action == "stop":
+            if in_kernel is not None and not args.bundled:
+                in_kernel.stop()
+                return "This kernel's mock server stopped; %%agent cells use the bundled one again."
+            stopped = stop_bundled()
+            if stopped is None:
+                return "No mock server is running."
+            return (f"The bundled mock server at {stopped.url} (pid {stopped.pid}) stopped. Its runs are kept: it "
+                    "starts again, with them, the next time a run needs it.")
+        if action == "faults":
+            target = in_kernel or find_bundled()
+            if target is None:
+                raise UsageError("No mock server is running: start one with %agent mock start.")
+            httpx.put(target.base_url + "/mock/faults", json={"faults": args.faults}, timeout=10).raise_for_status()
+            return f"Mock server faults: {args.faults or 'none'}."
+        if action == "status":
+            lines = []
+            if in_kernel is not None:
+                lines.append(f"This kernel's mock server runs at {in_kernel.url}; %%agent cells use it.")
+            bundled = find_bundled()
+            if bundled is not None:
+                lines.append(f"The bundled mock server runs at {bundled.url} (pid {bundled.pid}, its own process, "
+                             f"shared by every kernel; responses kept in {bundled.db}).")
+            return "\n".join(lines) or ("No mock server is running. The bundled one starts by itself when a run "
+                                        "needs it; %agent mock start starts one in this kernel.")
+        raise UsageError("Usage: %agent mock start|stop|status|faults [--faults SPEC] [--options SPEC] [--port N] "
+                         "[--bundled]")
+
+
+def unfinished_summary(store: RunStore) -> str | None:
+    """One line for %load_ext: how many of this machine's runs may still be going, and how to re-attach."""
+    try:
+        records = [r for r in store.list(status=UNFINISHED, limit=1000) if r.response_id]
+    except AgentNBError:
+        return None
+    if not records:
+        return None
+    names = ", ".join(r.name or r.run_id for r in records[:3]) + (", …" if len(records) > 3 else "")
+    runs = "run is" if len(records) == 1 else "runs are"
+    return (f"agent-nb: {len(records)} {runs} unfinished on this machine ({names}); re-attach with "
+            "%agent resume --all, or %agent resume RUN_ID (%agent runs lists them).")
+
+
+def split_words(line: str, prog: str) -> list[str]:
+    try:
+        return shlex.split(line)
+    except ValueError as exc:  # an unbalanced quote
+        raise UsageError(f"{prog}: cannot read the options ({exc}): close the quote, or escape it.") from None
+
+
+class RunTable:
+    """The store's runs as a table (HTML in a notebook, text elsewhere); a lost run says why."""
+
+    def __init__(self, records: list[RunRecord], status: str | None = None) -> None:
+        self.records = records
+        self.status = status
+
+    def rows(self) -> list[tuple[str, str, str, str, str]]:
+        now = time.time()
+        return [(r.name or r.prompt[:40].replace("\n", " "), _status(r), _age(now - r.created_at), f"{len(r.text):,}",
+                 r.run_id) for r in self.records]
+
+    def _empty(self) -> str:
+        return f"No {self.status} runs in the store." if self.status else "No runs in the store yet."
+
+    def __repr__(self) -> str:
+        if not self.records:
+            return self._empty()
+        header = ("name", "status", "age", "length", "run id")
+        rows = [header, *self.rows()]
+        widths = [max(len(row[i]) for row in rows) for i in range(5)]
+        return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
+
+    def _repr_html_(self) -> str:
+        if not self.records:
+            return f"<p>{self._empty()}</p>"
+        head = "".join(f"<th>{h}</th>" for h in ("name", "status", "age", "length", "run id"))
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows())
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _status(record: RunRecord) -> str:
+    if record.status == "lost" and record.error:
+        code = record.error.get("code")
+        why = {"run_not_found": "the service no longer has it", "server_unreachable": "its server is gone"}
+        return f"lost: {why.get(str(code), code)}"
+    return record.status
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+class _Help:
+    def __repr__(self) -> str:
+        return (
+            "%%agent [--model M] [--instructions TEXT] [--session NAME] [--poll [SECONDS]] [--wait] [-o NAME]\n"
+            "        [--name LABEL] [--new] [--max-output-tokens N] [--metadata KEY=VALUE]\n"
+            "    Start a background run with the cell as the prompt; the cell returns at once.\n"
+            "%agent runs [STATUS]             list the stored runs\n"
+            "%agent resume RUN_ID|TOKEN       re-attach to a run (from any kernel)\n"
+            "%agent resume --all              re-attach to every unfinished run, one view each\n"
+            "%agent cancel RUN_ID|TOKEN       cancel a run\n"
+            "%agent mock status|stop          the bundled mock server (its own process, shared by every kernel)\n"
+            "%agent mock start|faults [--faults SPEC] [--options SPEC]\n"
+            "                                 a throwaway mock server in this kernel, with faults for demos"
+        )
+
