@@ -4,8 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PORT   ?= 8765
+DEMO   := $(VENV)/demo
+ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+NO_ENDPOINT := env -u OPENAI_API_KEY -u OPENAI_BASE_URL -u AZURE_OPENAI_ENDPOINT -u AZURE_OPENAI_API_KEY
 
-.PHONY: demo mock test lint bench clean system-deps
+.PHONY: demo mock test lint bench notebooks clean system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,9 +16,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	rm -f $(VENV)/.installed-* && touch $@
 
-## demo: set up, then open the quick start notebook in JupyterLab (it runs against the bundled mock server)
+## demo: set up, then open the quick start in JupyterLab, on the bundled mock server
+## (on a fresh copy of the notebooks in .venv/demo, so that the tracked ones stay as they are)
 demo: $(STAMP)
-	$(BIN)/jupyter lab notebooks/01_quickstart.ipynb --ServerApp.ip=127.0.0.1 $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+	rm -rf $(DEMO) && mkdir -p $(DEMO) && cp notebooks/*.ipynb $(DEMO)/
+	@echo "Opening the quick start, a copy in $(DEMO) (edits there do not touch notebooks/). The URL to open is the"
+	@echo "one below that ends in /lab/tree/01_quickstart.ipynb?token=...; Ctrl-C stops JupyterLab."
+	$(NO_ENDPOINT) $(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=$(DEMO) \
+	  --LabApp.default_url=/lab/tree/01_quickstart.ipynb $(ROOT_FLAG)
 
 ## mock: set up, then start the bundled mock Responses server alone on http://127.0.0.1:$(PORT)/v1
 mock: $(STAMP)
@@ -31,6 +39,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check . || true
 	$(BIN)/mypy
+
+## notebooks: run the notebooks top to bottom and save their outputs, as the test run executes them
+notebooks: $(STAMP)
+	$(BIN)/python tests/notebooks/regenerate.py
 
 ## bench: run the benchmarks (figures are printed as ratios against a peer measured in the same run)
 bench: $(STAMP)
