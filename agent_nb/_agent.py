@@ -8,7 +8,7 @@ recorded in the run store so another process can resume it.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Generator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Generator, Iterable, Mapping
 from typing import Any, Literal, overload
 
 from ._client import ResponsesClient, RetryPolicy
@@ -81,10 +81,11 @@ class Agent:
 
     @overload
     def run(self, messages: Any = None, *, stream: Literal[True], session: AgentSession | None = None,
-            options: Mapping[str, Any] | None = None) -> AsyncIterator[AgentResponseUpdate]: ...
+            options: Mapping[str, Any] | None = None) -> AsyncGenerator[AgentResponseUpdate, None]: ...
 
     def run(self, messages: Any = None, *, stream: bool = False, session: AgentSession | None = None,
-            options: Mapping[str, Any] | None = None) -> Awaitable[AgentResponse] | AsyncIterator[AgentResponseUpdate]:
+            options: Mapping[str, Any] | None = None
+            ) -> Awaitable[AgentResponse] | AsyncGenerator[AgentResponseUpdate, None]:
         """Run the agent, or continue a run from ``options["continuation_token"]``.
 
         With ``stream=False`` this is awaited and gives an :class:`AgentResponse`; with ``options={"background":

@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 from ._client import ResponsesClient
 from ._errors import ConnectionLost, RunExpired, RunFailed, RunNotFound, StoreError
+from ._polling import Polling, output_text
 from ._recorder import RunRecorder
 from ._resume import ENDED_EVENT, TERMINAL_STATUSES, GaveUp, ResumableStream
 from ._store import RunRecord
@@ -31,21 +32,7 @@ _STATUS_OF_EVENT = {
 }
 
 
-def output_text(response: Mapping[str, Any] | None) -> str | None:
-    """The concatenated ``output_text`` parts of a Response object."""
-    if not response:
-        return None
-    parts = [
-        content.get("text", "")
-        for item in response.get("output") or []
-        if isinstance(item, dict) and item.get("type") == "message"
-        for content in item.get("content") or []
-        if isinstance(content, dict) and content.get("type") == "output_text"
-    ]
-    return "".join(parts) if parts else None
-
-
-class BackgroundRun:
+class BackgroundRun(Polling):
     """One background response: start or resume it, stream or poll it, and watch its state change.
 
     Most code gets one from ``Agent.start()`` / ``Agent.resume()`` (or through ``Agent.run``). The run keeps
@@ -308,60 +295,6 @@ class BackgroundRun:
     def _notify_store(self) -> None:
         if self.recorder is not None and self.recorder.error is not None:
             self._notify("store")
-
-    # -- polling --------------------------------------------------------------------------------------------------
-    async def create(self) -> AgentResponse:
-        """Start the run without streaming (``background: true``); returns at once with its first state."""
-        assert self._create_body is not None
-        response = await self.client.create({**self._create_body, "stream": False})
-        self.response = response
-        self.response_id = response.get("id")
-        self._record_started(response)
-        self._absorb_snapshot(response)
-        if self.status == "failed" and self.raise_on_failure:
-            raise self.failure()
-        return self.to_response()
-
-    async def poll_once(self) -> AgentResponse:
-        """One ``GET``: the run's state now (raises RunFailed on failure unless told not to)."""
-        assert self.response_id is not None
-        try:
-            snapshot = await self.client.retrieve(self.response_id)
-        except RunNotFound as exc:
-            self._gone(exc)
-        self._absorb_snapshot(snapshot)
-        if self.status == "failed" and self.raise_on_failure:
-            raise self.failure()
-        return self.to_response()
-
-    def _absorb_snapshot(self, response: dict[str, Any]) -> None:
-        self.response = response
-        text = output_text(response)
-        if text is not None and len(text) >= len(self.text) and text != self.text:
-            self._parts, self._text_cache = [text], text
-            self._from_events = False  # the snapshot's text belongs to no known event number
-            self._notify("text")
-        status = response.get("status")
-        if isinstance(status, str) and status != self.status:
-            self._set_status(status, response)
-
-    async def _poll_to_end(self) -> None:
-        if self.response_id is None:
-            await self.create()
-        while not self.terminal:
-            await asyncio.sleep(self.poll_interval)
-            await self.poll_once()
-
-    async def _finish_from_snapshots(self) -> AgentResponseUpdate:
-        """Follow the run by polling to its end; one update hands out the text the stream did not deliver."""
-        before = self.text
-        await self.poll_once()
-        while not self.terminal:
-            await asyncio.sleep(self.poll_interval)
-            await self.poll_once()
-        rest = self.text[len(before):] if self.text.startswith(before) else ""
-        return AgentResponseUpdate(rest, self.sequence_number or 0, self.status, self.response_id, ENDED_EVENT,
-                                   terminal=True)
 
     # -- running to the end ---------------------------------------------------------------------------------------
     def start(self) -> asyncio.Task[AgentResponse]:

@@ -6,7 +6,9 @@ has a core to itself). Figures are printed as ratios measured in this run:
 * events/s of agent-nb (``Agent.run(stream=True)`` with state, tokens and checkpoints) against the ``openai`` SDK's
   ``responses.retrieve(..., stream=True)`` and against plain ``httpx`` line iteration with ``json.loads``;
 * checkpoint cost: the same stream with the run store on and off;
-* resume latency: a reconnect with ``starting_after`` to the first replayed event, against the SDK doing the same.
+* resume latency: a reconnect with ``starting_after`` to the first replayed event, against the SDK doing the same;
+* resuming from a token whose earlier text is not known here (the stream is replayed from event 0, quietly up to the
+  token, so that the run's text and the store stay exact), against resuming where the store has the text.
 
 Run: ``python bench/bench_client.py [--events 50000] [--repeat 3]``.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -124,6 +127,33 @@ async def first_event_latency_sdk(url: str, response_id: str, after: int) -> flo
     return elapsed
 
 
+async def first_update_after_token(url: str, response_id: str, after: int, *, known: bool) -> float:
+    """Seconds from resuming at ``after`` to the first update after it; ``known``: the store has the text up to it."""
+    with tempfile.TemporaryDirectory() as home:
+        client = ResponsesClient(url, "bench")
+        agent = Agent(client, model="bench", store=SQLiteRunStore(Path(home) / "runs.sqlite3"))
+        token = None
+        if known:  # follow the stream to the token first, as the process that printed it did
+            async with contextlib.aclosing(agent.run(stream=True, options={"continuation_token": {
+                    "response_id": response_id}})) as updates:
+                async for update in updates:
+                    token = update.continuation_token
+                    if update.sequence_number == after:
+                        break
+        await client.retrieve(response_id)  # a warm client
+        started = time.perf_counter()
+        async with contextlib.aclosing(agent.run(stream=True, options={"continuation_token": token or {
+                "response_id": response_id, "sequence_number": after}})) as updates:
+            async for update in updates:
+                assert update.sequence_number == after + 1
+                elapsed = time.perf_counter() - started
+                break
+        await client.aclose()
+        assert agent.store is not None
+        agent.store.close()
+    return elapsed
+
+
 async def best_rate(consumer: Callable[[str, str], Awaitable[int]], url: str, response_id: str,
                     repeat: int) -> tuple[float, int]:
     rates = []
@@ -165,6 +195,13 @@ async def main(events: int, repeat: int) -> None:
         print(f"resume latency (reconnect to first replayed event, median of 20): agent-nb "
               f"{1000 * statistics.median(ours):.2f} ms, openai SDK {1000 * statistics.median(theirs):.2f} ms "
               f"-> agent-nb takes {statistics.median(ours) / statistics.median(theirs):.2f}x the SDK's time")
+        unknown = statistics.median([await first_update_after_token(url, response_id, after, known=False)
+                                     for _ in range(repeat)])
+        known = statistics.median([await first_update_after_token(url, response_id, after, known=True)
+                                   for _ in range(repeat)])
+        print(f"resume at event {after:,} with the text before it unknown here (replayed from event 0, quietly): "
+              f"{1000 * unknown:.1f} ms to the first update after it; with the store's text: {1000 * known:.2f} ms "
+              f"-> {unknown / known:.0f}x, the price of an exact text and store")
     finally:
         server.send_signal(signal.SIGINT)
         try:

@@ -6,6 +6,13 @@ run meets a dropped stream and then 503s, so the widget goes "in progress" → "
 (``max_retries = 2``) while a later cell blocks the kernel in ``time.sleep``; the test then clicks Resume and
 checks the widget ends "completed" with exactly the mock server's text.
 
+A second notebook, with nothing configured (so on the bundled mock server, in its own process), starts a long run,
+switches JupyterLab to the dark theme and back, restarts the kernel mid-run, and checks that the old view says it
+stopped updating (no spinner, no Cancel, no broken-link icons), that the new kernel's ``%load_ext`` says one run is
+unfinished, that ``%agent resume --all`` ends with exactly the server's text, and that the saved notebook, reopened,
+shows the run as last seen with ``%agent resume RUN_ID``. Colours are checked against the theme's variables, and
+their contrast in both themes.
+
 Screenshots of the key moments go to ``tests/artifacts/`` (gitignored).
 """
 
@@ -18,7 +25,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -250,13 +257,18 @@ def _wait_cell_done(cell: Locator, timeout: float) -> None:
     expect(cell.locator(".jp-InputPrompt").first).to_have_text(re.compile(r"\[\d+\]"), timeout=timeout * 1000)
 
 
-def test_widget_streams_while_a_cell_blocks_then_resumes_to_the_exact_text(lab: Lab, page: Page) -> None:
+def _drive_with_diagnostics(lab: Lab, page: Page, drive: Callable[[Lab, Page], None], name: str) -> None:
+    """Run ``drive``; if it fails, keep a screenshot and show the end of JupyterLab's log."""
     try:
-        _drive_the_notebook(lab, page)
+        drive(lab, page)
     except BaseException:
-        _shot(page, "failure")
+        _shot(page, name)
         print(f"JupyterLab log:\n{lab.log.read_text()[-5000:]}")
         raise
+
+
+def test_widget_streams_while_a_cell_blocks_then_resumes_to_the_exact_text(lab: Lab, page: Page) -> None:
+    _drive_with_diagnostics(lab, page, _drive_the_notebook, "failure")
 
 
 def _drive_the_notebook(lab: Lab, page: Page) -> None:
@@ -400,20 +412,14 @@ def _check_status_reads_well(page: Page, cell: Locator, theme: str) -> None:
     label = cell.locator(".agent-nb-run .widget-hbox .widget-html b").first
     expect(label).to_have_css("color", theme_colour(page, "--jp-brand-color1"))
     colour = label.evaluate("el => getComputedStyle(el).color")
-    background = theme_colour(page, "--jp-layout-color0").replace("rgb(", "rgb(")  # the notebook's background
-    ratio = contrast(page, colour, page.evaluate(
-        "() => getComputedStyle(document.querySelector('.jp-Notebook')).backgroundColor") or background)
+    background = page.evaluate("() => getComputedStyle(document.querySelector('.jp-Notebook')).backgroundColor")
+    ratio = contrast(page, colour, background)
     print(f"{theme}: 'in progress' is {colour}, contrast {ratio:.1f}:1")
     assert ratio >= 3.0, f"'in progress' is hard to read in {theme}: contrast {ratio:.1f}:1"
 
 
 def test_after_a_kernel_restart_the_old_view_says_so_and_the_run_is_reattached_exactly(lab: Lab, page: Page) -> None:
-    try:
-        _drive_the_restart(lab, page)
-    except BaseException:
-        _shot(page, "restart-failure")
-        print(f"JupyterLab log:\n{lab.log.read_text()[-5000:]}")
-        raise
+    _drive_with_diagnostics(lab, page, _drive_the_restart, "restart-failure")
 
 
 def _drive_the_restart(lab: Lab, page: Page) -> None:

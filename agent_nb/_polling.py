@@ -1,0 +1,114 @@
+"""Following a background run by polling: create without a stream, ``GET`` its state, absorb snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from ._errors import RunNotFound
+from ._resume import ENDED_EVENT
+from ._updates import AgentResponse, AgentResponseUpdate
+
+if TYPE_CHECKING:
+    from ._client import ResponsesClient
+    from ._errors import RunFailed
+
+__all__ = ["Polling", "output_text"]
+
+
+def output_text(response: Mapping[str, Any] | None) -> str | None:
+    """The concatenated ``output_text`` parts of a Response object."""
+    if not response:
+        return None
+    parts = [
+        content.get("text", "")
+        for item in response.get("output") or []
+        if isinstance(item, dict) and item.get("type") == "message"
+        for content in item.get("content") or []
+        if isinstance(content, dict) and content.get("type") == "output_text"
+    ]
+    return "".join(parts) if parts else None
+
+
+class Polling:
+    """The polling half of ``BackgroundRun``: what a run does when it follows its state by ``GET``."""
+
+    if TYPE_CHECKING:  # what BackgroundRun provides
+        client: ResponsesClient
+        _create_body: dict[str, Any] | None
+        response: dict[str, Any] | None
+        response_id: str | None
+        status: str
+        sequence_number: int | None
+        poll_interval: float
+        raise_on_failure: bool
+        _parts: list[str]
+        _text_cache: str | None
+        _from_events: bool
+
+        @property
+        def text(self) -> str: ...
+        @property
+        def terminal(self) -> bool: ...
+        def _record_started(self, response: Mapping[str, Any]) -> None: ...
+        def _gone(self, exc: RunNotFound) -> NoReturn: ...
+        def _notify(self, change: str) -> None: ...
+        def _set_status(self, status: str, response: dict[str, Any] | None) -> None: ...
+        def failure(self) -> RunFailed: ...
+        def to_response(self) -> AgentResponse: ...
+
+    # -- polling --------------------------------------------------------------------------------------------------
+    async def create(self) -> AgentResponse:
+        """Start the run without streaming (``background: true``); returns at once with its first state."""
+        assert self._create_body is not None
+        response = await self.client.create({**self._create_body, "stream": False})
+        self.response = response
+        self.response_id = response.get("id")
+        self._record_started(response)
+        self._absorb_snapshot(response)
+        if self.status == "failed" and self.raise_on_failure:
+            raise self.failure()
+        return self.to_response()
+
+    async def poll_once(self) -> AgentResponse:
+        """One ``GET``: the run's state now (raises RunFailed on failure unless told not to)."""
+        assert self.response_id is not None
+        try:
+            snapshot = await self.client.retrieve(self.response_id)
+        except RunNotFound as exc:
+            self._gone(exc)
+        self._absorb_snapshot(snapshot)
+        if self.status == "failed" and self.raise_on_failure:
+            raise self.failure()
+        return self.to_response()
+
+    def _absorb_snapshot(self, response: dict[str, Any]) -> None:
+        self.response = response
+        text = output_text(response)
+        if text is not None and len(text) >= len(self.text) and text != self.text:
+            self._parts, self._text_cache = [text], text
+            self._from_events = False  # the snapshot's text belongs to no known event number
+            self._notify("text")
+        status = response.get("status")
+        if isinstance(status, str) and status != self.status:
+            self._set_status(status, response)
+
+    async def _poll_to_end(self) -> None:
+        if self.response_id is None:
+            await self.create()
+        while not self.terminal:
+            await asyncio.sleep(self.poll_interval)
+            await self.poll_once()
+
+    async def _finish_from_snapshots(self) -> AgentResponseUpdate:
+        """Follow the run by polling to its end; one update hands out the text the stream did not deliver."""
+        before = self.text
+        await self.poll_once()
+        while not self.terminal:
+            await asyncio.sleep(self.poll_interval)
+            await self.poll_once()
+        rest = self.text[len(before):] if self.text.startswith(before) else ""
+        return AgentResponseUpdate(rest, self.sequence_number or 0, self.status, self.response_id, ENDED_EVENT,
+                                   terminal=True)
+
