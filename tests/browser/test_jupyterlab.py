@@ -238,6 +238,23 @@ def _prompt(cell: Locator) -> str:
     return cell.locator(".jp-InputPrompt").first.inner_text().strip()
 
 
+
+def _open_notebook(lab: Lab, page: Page, name: str, cell_count: int) -> Locator:
+    """Open a notebook and wait until its cells are drawn and its kernel is connected and idle."""
+    page.set_default_timeout(30_000)
+    page.goto(f"{lab.url}/lab/tree/{name}?token={lab.token}&reset")
+    cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell")
+    expect(cells).to_have_count(cell_count, timeout=45_000)
+    # The toolbar's execution indicator says "idle" for a moment before there is a kernel at all, and a cell run
+    # then is silently dropped; the status bar names the kernel.
+    _expect_kernel_idle(page)
+    return cells
+
+
+def _expect_kernel_idle(page: Page) -> None:
+    kernel_idle = page.locator(".jp-StatusBar-TextItem").filter(has_text="Python 3 (ipykernel) | Idle")
+    expect(kernel_idle.first).to_be_visible(timeout=45_000)
+
 def _run_cell(page: Page, cells: Locator, index: int) -> None:
     """Make cell ``index`` the active cell, then press the notebook toolbar's "Run this cell and advance" button."""
     cell = cells.nth(index)
@@ -273,15 +290,7 @@ def test_widget_streams_while_a_cell_blocks_then_resumes_to_the_exact_text(lab: 
 
 def _drive_the_notebook(lab: Lab, page: Page) -> None:
     started = time.monotonic()
-    page.set_default_timeout(30_000)
-    page.goto(f"{lab.url}/lab/tree/{NOTEBOOK}?token={lab.token}&reset")
-    notebook = page.locator(".jp-NotebookPanel .jp-Notebook")
-    cells = notebook.locator(".jp-Cell")
-    expect(cells).to_have_count(len(CELLS), timeout=45_000)
-    # The kernel is connected and idle. (The toolbar's execution indicator says "idle" for a moment before there
-    # is a kernel at all, and a cell run then is silently dropped; the status bar names the kernel.)
-    kernel_idle = page.locator(".jp-StatusBar-TextItem").filter(has_text="Python 3 (ipykernel) | Idle")
-    expect(kernel_idle.first).to_be_visible(timeout=45_000)
+    cells = _open_notebook(lab, page, NOTEBOOK, len(CELLS))
 
     # Cell 1: the in-kernel mock server and the retry settings.
     _run_cell(page, cells, 0)
@@ -423,12 +432,7 @@ def test_after_a_kernel_restart_the_old_view_says_so_and_the_run_is_reattached_e
 
 
 def _drive_the_restart(lab: Lab, page: Page) -> None:
-    page.set_default_timeout(30_000)
-    page.goto(f"{lab.url}/lab/tree/{RESTART_NOTEBOOK}?token={lab.token}&reset")
-    cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell")
-    expect(cells).to_have_count(len(RESTART_CELLS), timeout=45_000)
-    kernel_idle = page.locator(".jp-StatusBar-TextItem").filter(has_text="Python 3 (ipykernel) | Idle")
-    expect(kernel_idle.first).to_be_visible(timeout=45_000)
+    cells = _open_notebook(lab, page, RESTART_NOTEBOOK, len(RESTART_CELLS))
     _run_cell(page, cells, 0)
     _wait_cell_done(cells.nth(0), 30)
     _run_cell(page, cells, 1)
@@ -452,7 +456,7 @@ def _drive_the_restart(lab: Lab, page: Page) -> None:
     page.locator(".jp-NotebookPanel-toolbar [data-command='notebook:restart-kernel']").click()
     page.locator(".jp-Dialog .jp-mod-accept").first.click()
     expect(widget).to_have_class(re.compile(r"\bagent-nb-stale\b"), timeout=30_000)
-    expect(kernel_idle.first).to_be_visible(timeout=45_000)
+    _expect_kernel_idle(page)
     note = widget.locator(".agent-nb-stale-note")
     expect(note).to_be_visible()
     expect(note).to_contain_text("This view stopped updating")
@@ -491,7 +495,7 @@ def _drive_the_restart(lab: Lab, page: Page) -> None:
     wait_until(lambda: "agent-nb-saved" in json.dumps(lab.api("GET", f"contents/{RESTART_NOTEBOOK}").json()),
                20, "the notebook to be saved with its saved views")
     page.reload()
-    expect(kernel_idle.first).to_be_visible(timeout=45_000)
+    _expect_kernel_idle(page)
     saved = cells.nth(1).locator(".agent-nb-saved")
     expect(saved).to_be_visible(timeout=15_000)
     expect(saved).to_contain_text("as last seen")
