@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", type=Path, help="SQLite file that keeps responses across restarts")
     parser.add_argument("--api-key", default=os.environ.get("MOCK_SERVER_API_KEY"),
                         help="require this bearer key (default: $MOCK_SERVER_API_KEY, else none)")
-    parser.add_argument("--script", type=Path, help="JSON file mapping prompts to exact replies")
+    parser.add_argument("--script", type=Path, help="JSON file mapping prompts to exact replies or agent trajectories")
     parser.add_argument("--poll-retention", type=float, default=600.0,
                         help="seconds a finished response stays retrievable (default 600)")
     parser.add_argument("--stream-retention", type=float, default=300.0,

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import bad_request
+from .errors import APIError, bad_request
 from .limits import MAX_SECONDS
+from .trajectory import check_script
 
 MODES = ("text", "multibyte", "scripted")
+PROFILES = ("", "deep_research")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class GenerationOptions:
     mode: str = "text"
     seed: int = 0
     timestamps: bool = False
+    tool_time: float = 0.5  # seconds a hosted tool call (a search, a code cell) takes
+    profile: str = ""  # "deep_research": reasoning, a dozen searches, a code cell and a cited report
 
     @classmethod
     def parse(cls, text: str | None, base: GenerationOptions | None = None, *,
@@ -60,15 +64,15 @@ class GenerationOptions:
 
 def _convert_option(key: str, kind: Any, raw: str, param: str) -> Any:
     try:
-        if key == "mode":
-            if raw not in MODES:
+        if key in ("mode", "profile"):
+            if raw not in (MODES if key == "mode" else PROFILES):
                 raise ValueError
             return raw
         if kind in ("bool", bool):
             return raw.lower() in ("", "1", "true", "yes", "on")
         value = int(raw) if kind in ("int", int) else float(raw)
     except ValueError:
-        expected = " or ".join(MODES) if key == "mode" else "a number"
+        expected = {"mode": " or ".join(MODES), "profile": "deep_research"}.get(key, "a number")
         raise bad_request(f"Invalid value for mock option '{key}' in {param}: expected {expected}, got '{raw}'.",
                           param=param) from None
     if not math.isfinite(value):
@@ -77,47 +81,65 @@ def _convert_option(key: str, kind: Any, raw: str, param: str) -> Any:
     if value < 0:
         raise bad_request(f"Invalid value for mock option '{key}' in {param}: it must not be negative.",
                           param=param)
-    if key in ("ttft", "queue_delay") and value > MAX_SECONDS:
+    if key in ("ttft", "queue_delay", "tool_time") and value > MAX_SECONDS:
         raise bad_request(f"Invalid value for mock option '{key}' in {param}: at most {MAX_SECONDS:g} seconds, "
                           f"got '{raw}'.", param=param)
     return value
 
 
 class ReplyScript:
-    """Exact replies for given prompts, loaded from a JSON file.
+    """Exact replies (or agent trajectories) for given prompts, loaded from a JSON file.
 
-    The file holds either an object mapping prompts to replies, or a list of ``{"prompt"|"contains": ..., "reply":
-    ...}`` entries; ``"*"`` as a prompt is the fallback. Prompts match the last user message, stripped.
+    The file holds either an object mapping prompts to replies, or a list of ``{"prompt"|"contains": ...,
+    "reply"|"agent": ...}`` entries, where ``agent`` is a trajectory (see :mod:`mock_server.trajectory`); ``"*"`` as
+    a prompt is the fallback. Prompts match the last user message, stripped.
     """
 
-    def __init__(self, entries: list[tuple[str, str, str]]) -> None:
+    def __init__(self, entries: list[tuple[str, str, str | list[dict[str, Any]]]]) -> None:
         self._entries = entries
 
     @classmethod
     def load(cls, path: str | Path) -> ReplyScript:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-        entries: list[tuple[str, str, str]] = []
+        entries: list[tuple[str, str, str | list[dict[str, Any]]]] = []
         if isinstance(data, dict):
             entries = [("prompt", str(k), str(v)) for k, v in data.items()]
         elif isinstance(data, list):
             for item in data:
-                if not isinstance(item, dict) or "reply" not in item or not ({"prompt", "contains"} & item.keys()):
-                    raise ValueError(f"{path}: each entry needs 'reply' and 'prompt' or 'contains': {item!r}")
+                if not isinstance(item, dict) or not ({"reply", "agent"} & item.keys()) \
+                        or not ({"prompt", "contains"} & item.keys()):
+                    raise ValueError(f"{path}: each entry needs 'reply' or 'agent', and 'prompt' or 'contains': "
+                                     f"{item!r}")
                 kind = "prompt" if "prompt" in item else "contains"
-                entries.append((kind, str(item[kind]), str(item["reply"])))
+                if "agent" in item:
+                    try:
+                        steps = check_script(item["agent"], param=f"agent of {path} entry {len(entries)}")
+                    except APIError as exc:
+                        raise ValueError(exc.message) from None
+                    entries.append((kind, str(item[kind]), steps))
+                else:
+                    entries.append((kind, str(item[kind]), str(item["reply"])))
         else:
             raise ValueError(f"{path}: expected a JSON object or list of entries")
         return cls(entries)
 
-    def reply_for(self, prompt: str) -> str | None:
+    def _match(self, prompt: str) -> str | list[dict[str, Any]] | None:
         prompt = prompt.strip()
         fallback = None
-        for kind, pattern, reply in self._entries:
+        for kind, pattern, value in self._entries:
             if kind == "prompt" and pattern == "*":
-                fallback = reply
+                fallback = value
             elif (kind == "prompt" and pattern.strip() == prompt) or (kind == "contains" and pattern in prompt):
-                return reply
+                return value
         return fallback
+
+    def reply_for(self, prompt: str) -> str | None:
+        value = self._match(prompt)
+        return value if isinstance(value, str) else None
+
+    def agent_for(self, prompt: str) -> list[dict[str, Any]] | None:
+        value = self._match(prompt)
+        return value if isinstance(value, list) else None
 
 
 def conversation_seed(seed: int, parts: list[str]) -> int:

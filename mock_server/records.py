@@ -41,7 +41,17 @@ class ResponseRecord:
     completed_at: int | None = None
     ended_at: float | None = None
     output_tokens: int = 0
-    item_status: str | None = None
+    item_status: str | None = None  # the answer message's, once it is added
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_choice: Any = "auto"
+    parallel_tool_calls: bool = True
+    reasoning: dict[str, Any] | None = None
+    agent_script: list[dict[str, Any]] | None = None  # the whole scripted trajectory, if any
+    leg: int = 0  # which leg of the trajectory this response plays
+    trajectory: list[dict[str, Any]] = field(default_factory=list)  # this leg's steps, decided at create
+    output_items: list[dict[str, Any]] = field(default_factory=list)  # the items before the answer, as they stand
+    annotations: list[dict[str, Any]] = field(default_factory=list)  # the answer's, announced so far
+    reasoning_tokens: int = 0
 
     @property
     def terminal(self) -> bool:
@@ -66,13 +76,22 @@ class ResponseRecord:
             "input_tokens": input_tokens,
             "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": self.output_tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
             "total_tokens": input_tokens + self.output_tokens,
         }
 
+    @property
+    def message_index(self) -> int:
+        """The answer message's output index: after every other item of the leg."""
+        return sum(1 for step in self.trajectory if "answer" not in step)
+
+    @property
+    def has_answer(self) -> bool:
+        return not self.trajectory or "answer" in self.trajectory[-1]
+
     def message_item(self, *, status: str | None = None, with_content: bool = True) -> dict[str, Any]:
-        content = [{"type": "output_text", "text": self.text, "annotations": [], "logprobs": []}] if with_content \
-            else []
+        content = [{"type": "output_text", "text": self.text, "annotations": list(self.annotations), "logprobs": []}] \
+            if with_content else []
         return {
             "type": "message",
             "id": self.message_id,
@@ -83,7 +102,7 @@ class ResponseRecord:
 
     def to_json(self) -> dict[str, Any]:
         """The Response object as ``GET /v1/responses/{id}`` returns it."""
-        output = [self.message_item()] if self.item_status is not None else []
+        output = [*self.output_items, *([self.message_item()] if self.item_status is not None else [])]
         return {
             "id": self.id,
             "object": "response",
@@ -98,14 +117,14 @@ class ResponseRecord:
             "metadata": self.metadata,
             "model": self.model,
             "output": output,
-            "parallel_tool_calls": True,
+            "parallel_tool_calls": self.parallel_tool_calls,
             "previous_response_id": self.previous_response_id,
-            "reasoning": {"effort": None, "summary": None},
+            "reasoning": self.reasoning or {"effort": None, "summary": None},
             "store": self.store,
             "temperature": 1.0,
             "text": {"format": {"type": "text"}},
-            "tool_choice": "auto",
-            "tools": [],
+            "tool_choice": self.tool_choice,
+            "tools": self.tools,
             "top_p": 1.0,
             "truncation": "disabled",
             "usage": self.usage() if self.terminal else None,

@@ -15,25 +15,24 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from .faults import FaultSpec
 from .generation import GenerationOptions
+from .items import EVENT_TYPES as ITEM_EVENT_TYPES
+from .items import ITEM_STEP_KINDS, ItemPlan, OutputItems, Step, item_plan, item_steps
 from .records import ResponseRecord
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-class Step(NamedTuple):
-    """One event of the plan. A tuple of atoms, so the garbage collector does not track thousands of them."""
-
-    kind: str
-    delta: str = ""
-    delay: float = 0.0  # seconds after the previous step
+def item_plans(record: ResponseRecord) -> list[ItemPlan]:
+    """The plans of the leg's items before its answer."""
+    return [item_plan(spec, record.id, i) for i, spec in enumerate(s for s in record.trajectory if "answer" not in s)]
 
 
-def plan_steps(record: ResponseRecord, options: GenerationOptions, faults: FaultSpec,
-               deltas: list[str]) -> list[Step]:
+def plan_steps(record: ResponseRecord, options: GenerationOptions, faults: FaultSpec, deltas: list[str],
+               annotations: list[tuple[int, dict[str, Any]]] | None = None) -> list[Step]:
     """The complete, deterministic list of steps of a response, faults applied."""
     ending = "completed"
     if record.max_output_tokens is not None and len(deltas) > record.max_output_tokens:
@@ -46,11 +45,24 @@ def plan_steps(record: ResponseRecord, options: GenerationOptions, faults: Fault
     if record.background:
         steps.append(Step("queued"))
     steps.append(Step("in_progress", delay=options.queue_delay if record.background else 0.0))
-    steps += [Step("item_added"), Step("part_added")]
-    if deltas:
-        steps.append(Step("delta", deltas[0], ttft))
-        steps += [Step("delta", d, gap) for d in deltas[1:]]
-    steps += [Step("text_done"), Step("part_done"), Step("item_done"), Step(ending)]
+    first = ttft
+    for index, plan in enumerate(item_plans(record)):
+        item = item_steps(plan, index, gap, options.tool_time)
+        steps += [item[0]._replace(delay=first), *item[1:]]
+        first = gap
+    if record.has_answer:
+        steps += [Step("item_added", delay=first if not deltas else 0.0), Step("part_added")]
+        announced: dict[int, int] = {}
+        for at, _ in annotations or ():
+            announced[at] = announced.get(at, 0) + 1
+        number = 0
+        for at, delta in enumerate(deltas):
+            steps.append(Step("delta", delta, first if at == 0 else gap))
+            for _ in range(announced.get(at, 0)):
+                steps.append(Step("annotation", part=number))
+                number += 1
+        steps += [Step("text_done"), Step("part_done"), Step("item_done")]
+    steps.append(Step(ending))
     if faults.fail_at is not None:
         at = max(1, faults.fail_at)
         if at < len(steps):
@@ -63,8 +75,11 @@ class Run:
 
     def __init__(self, record: ResponseRecord, steps: list[Step], faults: FaultSpec, options: GenerationOptions,
                  on_event: Callable[[Run, int, str, str], object] | None = None,
-                 on_record: Callable[[Run], None] | None = None) -> None:
+                 on_record: Callable[[Run], None] | None = None,
+                 annotations: list[tuple[int, dict[str, Any]]] | None = None) -> None:
         self.record = record
+        self.items = OutputItems(item_plans(record))
+        self._annotations = [a for _, a in annotations or ()]
         self.steps = steps
         self.faults = faults
         self.options = options
@@ -79,7 +94,8 @@ class Run:
         self.deleted = False
         m = record.message_id
         self._delta_prefix = ('{"type":"response.output_text.delta","sequence_number":')
-        self._delta_middle = f',"item_id":"{m}","output_index":0,"content_index":0,"delta":'
+        self._message_index = record.message_index
+        self._delta_middle = f',"item_id":"{m}","output_index":{self._message_index},"content_index":0,"delta":'
         self._delta_suffix = ',"logprobs":[]' + ("" if not options.timestamps else ',"mock_emitted_at":')
 
     # -- reading -----------------------------------------------------------------------------------------------
@@ -88,6 +104,8 @@ class Run:
         if len(self._parts) > 1:
             self._parts = ["".join(self._parts)]
         self.record.text = self._parts[0] if self._parts else ""
+        if self.items.plans:
+            self.record.output_items = self.items.snapshot()
 
     def snapshot(self) -> dict[str, Any]:
         """The Response object as it stands now."""
@@ -166,6 +184,7 @@ class Run:
         record = self.record
         if record.item_status == "in_progress":
             record.item_status = "incomplete"
+        self.items.interrupt()
         record.error = {"code": "server_error", "message": f"The mock server hit an unexpected error while "
                         f"generating this response ({type(exc).__name__}); this is a bug in mock_server."}
         self.sync_text()
@@ -193,8 +212,17 @@ class Run:
             r.output_tokens += 1
             tail = self._delta_suffix + (f"{time.time():.6f}}}" if self.options.timestamps else "}")
             return f"{self._delta_prefix}{seq}{self._delta_middle}{_dumps(step.delta)}{tail}"
+        if kind in ITEM_STEP_KINDS or (step.item >= 0 and kind in ("item_added", "item_done")):
+            if kind == "summary_delta":
+                r.reasoning_tokens += 1
+                r.output_tokens += 1
+            elif kind in ("code_delta", "arguments_delta"):
+                r.output_tokens += 1
+            item_event = self.items.apply(seq, step)
+            return _dumps({"type": _EVENT_TYPES[kind], **item_event})
         event: dict[str, Any] = {"type": _EVENT_TYPES[kind], "sequence_number": seq}
         self.sync_text()
+        index = self._message_index
         if kind == "created":
             r.status = "queued" if r.background else "in_progress"
             event["response"] = r.to_json()
@@ -206,20 +234,28 @@ class Run:
             event["response"] = r.to_json()
         elif kind == "item_added":
             r.item_status = "in_progress"
-            event.update(output_index=0, item=r.message_item(status="in_progress", with_content=False))
+            event.update(output_index=index, item=r.message_item(status="in_progress", with_content=False))
         elif kind in ("part_added", "part_done"):
             text = "" if kind == "part_added" else r.text
-            event.update(item_id=r.message_id, output_index=0, content_index=0,
-                         part={"type": "output_text", "text": text, "annotations": [], "logprobs": []})
+            annotations = [] if kind == "part_added" else list(r.annotations)
+            event.update(item_id=r.message_id, output_index=index, content_index=0,
+                         part={"type": "output_text", "text": text, "annotations": annotations, "logprobs": []})
+        elif kind == "annotation":
+            annotation = self._annotations[step.part]
+            r.annotations.append(annotation)
+            event.update(item_id=r.message_id, output_index=index, content_index=0, annotation_index=step.part,
+                         annotation=annotation)
         elif kind == "text_done":
-            event.update(item_id=r.message_id, output_index=0, content_index=0, text=r.text, logprobs=[])
+            event.update(item_id=r.message_id, output_index=index, content_index=0, text=r.text, logprobs=[])
         elif kind == "item_done":
             r.item_status = "incomplete" if self.steps[-1].kind == "incomplete" else "completed"
-            event.update(output_index=0, item=r.message_item())
+            event.update(output_index=index, item=r.message_item())
         else:  # terminal
             if kind == "incomplete":
                 r.incomplete_details = {"reason": "max_output_tokens"}
             elif kind == "failed":
+                self.items.interrupt()
+                self.sync_text()
                 if r.item_status == "in_progress":
                     r.item_status = "incomplete"
                 r.error = {"code": "server_error",
@@ -236,6 +272,7 @@ class Run:
             self._task.cancel()
         if self.record.item_status == "in_progress":
             self.record.item_status = "incomplete"
+        self.items.interrupt()
         self.sync_text()
         self.record.finish("cancelled")
         if self._on_record is not None:
@@ -268,8 +305,10 @@ _EVENT_TYPES = {
     "text_done": "response.output_text.done",
     "part_done": "response.content_part.done",
     "item_done": "response.output_item.done",
+    "annotation": "response.output_text.annotation.added",
     "completed": "response.completed",
     "incomplete": "response.incomplete",
     "failed": "response.failed",
+    **ITEM_EVENT_TYPES,
 }
 _LIFECYCLE = frozenset({"created", "in_progress", "completed", "incomplete", "failed"})

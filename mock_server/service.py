@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import random
 import sys
 import time
 from collections import OrderedDict
 from typing import Any
 
+from .answer import answer_deltas
 from .config import ServerConfig
 from .errors import APIError, not_found
 from .faults import FaultSpec
-from .generation import GenerationOptions, plan_reply
+from .generation import GenerationOptions, conversation_seed
+from .legs import plan_this_leg
 from .persistence import PersistenceError, SQLitePersistence
 from .records import ResponseRecord, new_id
 from .runs import Run, plan_steps
@@ -114,11 +117,18 @@ class ResponseService:
             raise APIError(400, f"Invalid 'metadata.mock_options': tokens={options.tokens} is more than this mock "
                            f"server generates ({self.config.limits.max_tokens:,} deltas; start it with --max-tokens "
                            "to change that).", param="metadata.mock_options", code="invalid_value")
-        conversation = self._conversation(params)
+        previous = self._previous(params)
+        conversation = self._conversation(params, previous)
         prompt = next((item_text(i) for i in reversed(params.input_items) if i.get("role") == "user"), "")
         scripted = params.metadata.get("mock_reply")
         if scripted is None and self.config.script is not None:
             scripted = self.config.script.reply_for(prompt)
+        leg = plan_this_leg(
+            model=params.model, agent=params.agent, input_items=params.input_items, previous=previous,
+            metadata_script=params.metadata.get("mock_agent"),
+            script_for_prompt=self.config.script.agent_for(prompt) if self.config.script is not None else None,
+            prompt=prompt, rng=random.Random(conversation_seed(options.seed, ["agent", *conversation])),
+            profile=options.profile)
         record = ResponseRecord(
             id=new_id("resp"),
             model=params.model,
@@ -136,6 +146,13 @@ class ResponseService:
             faults=str(faults),
             scripted=scripted,
             status="queued" if params.background else "in_progress",
+            tools=params.agent.tools,
+            tool_choice=params.agent.tool_choice,
+            parallel_tool_calls=params.agent.parallel_tool_calls,
+            reasoning=params.agent.reasoning,
+            agent_script=leg.agent_script,
+            leg=leg.number,
+            trajectory=leg.trajectory,
         )
         run = self._build_run(record, faults, options)
         if params.store:
@@ -144,18 +161,26 @@ class ResponseService:
         run.start()
         return run
 
-    def _conversation(self, params: CreateParams) -> list[str]:
+    def _previous(self, params: CreateParams) -> ResponseRecord | None:
+        if params.previous_response_id is None:
+            return None
+        previous = self.runs.get(params.previous_response_id)
+        if previous is None:
+            raise APIError(404, f"Previous response with id '{params.previous_response_id}' not found.",
+                           param="previous_response_id", code="previous_response_not_found")
+        if not previous.finished:
+            raise APIError(400, f"Previous response with id '{params.previous_response_id}' is still "
+                           f"{previous.record.status}; wait until it has finished.",
+                           param="previous_response_id", code="previous_response_in_progress")
+        previous.sync_text()
+        return previous.record
+
+    @staticmethod
+    def _conversation(params: CreateParams, previous: ResponseRecord | None) -> list[str]:
         history: list[str] = []
-        if params.previous_response_id is not None:
-            previous = self.runs.get(params.previous_response_id)
-            if previous is None:
-                raise APIError(404, f"Previous response with id '{params.previous_response_id}' not found.",
-                               param="previous_response_id", code="previous_response_not_found")
-            if not previous.finished:
-                raise APIError(400, f"Previous response with id '{params.previous_response_id}' is still "
-                               f"{previous.record.status}; wait until it has finished.",
-                               param="previous_response_id", code="previous_response_in_progress")
-            history = [*previous.record.conversation, f"assistant: {previous.record.text}"]
+        if previous is not None:
+            history = [*previous.conversation, *(f"{i['type']}: {item_text(i)}" for i in previous.output_items),
+                       f"assistant: {previous.text}"]
         if params.instructions:
             history.append(f"instructions: {params.instructions}")
         return history + [f"{i.get('role', i.get('type'))}: {item_text(i)}" for i in params.input_items]
@@ -164,13 +189,13 @@ class ResponseService:
                    options: GenerationOptions | None = None) -> Run:
         faults = faults if faults is not None else FaultSpec.parse(record.faults)
         options = options if options is not None else GenerationOptions.parse(record.options)
-        deltas = plan_reply(options, record.conversation, record.scripted)
-        steps = plan_steps(record, options, faults, deltas)
+        deltas, annotations = answer_deltas(record, options)
+        steps = plan_steps(record, options, faults, deltas, annotations)
         persist = self._persistence
         on_event = None if persist is None else (
             lambda run, seq, kind, data: persist.save_event(run.record.id, seq, kind, data))
         return Run(record, steps, faults, options, on_event=on_event if record.store else None,
-                   on_record=self._save if record.store else None)
+                   on_record=self._save if record.store else None, annotations=annotations)
 
     def _save(self, run: Run) -> None:
         if self._persistence is not None:
@@ -218,6 +243,7 @@ class ResponseService:
             run.frames = frames
         else:
             fresh = ResponseRecord.from_dict({**data, "text": "", "output_tokens": 0, "item_status": None,
+                                              "output_items": [], "annotations": [], "reasoning_tokens": 0,
                                               "status": "queued" if record.background else "in_progress"})
             run = self._build_run(fresh)
             run.replay_silently(frames)

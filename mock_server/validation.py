@@ -7,6 +7,7 @@ from typing import Any
 
 from .errors import bad_request, invalid_type
 from .records import new_id
+from .tools import AgentParams, parse_agent_params
 
 _ROLES = frozenset({"user", "assistant", "system", "developer"})
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
@@ -23,6 +24,7 @@ class CreateParams:
     previous_response_id: str | None
     metadata: dict[str, str]
     max_output_tokens: int | None
+    agent: AgentParams
 
 
 def parse_create(body: object) -> CreateParams:
@@ -62,6 +64,7 @@ def parse_create(body: object) -> CreateParams:
         previous_response_id=previous,
         metadata=_metadata(body.get("metadata")),
         max_output_tokens=max_tokens,
+        agent=parse_agent_params(body),
     )
 
 
@@ -116,6 +119,7 @@ def _input_items(value: object) -> list[dict[str, Any]]:
             raise invalid_type(param, "an object", item)
         kind = item.get("type", "message")
         if kind != "message":
+            _check_agent_item(item, param)
             items.append({"id": item.get("id") or new_id("item"), **item})
             continue
         role = item.get("role")
@@ -139,6 +143,22 @@ def _input_items(value: object) -> list[dict[str, Any]]:
     return items
 
 
+_AGENT_ITEM_FIELDS = {
+    "function_call_output": (("call_id", str, "a string"), ("output", (str, list), "a string or an array")),
+    "function_call": (("call_id", str, "a string"), ("name", str, "a string"), ("arguments", str, "a string")),
+    "mcp_approval_response": (("approval_request_id", str, "a string"), ("approve", bool, "a boolean")),
+}
+
+
+def _check_agent_item(item: dict[str, Any], param: str) -> None:
+    for name, kind, expected in _AGENT_ITEM_FIELDS.get(item.get("type", ""), ()):
+        if name not in item:
+            raise bad_request(f"Missing required parameter: '{param}.{name}'.", param=f"{param}.{name}",
+                              code="missing_required_parameter")
+        if not isinstance(item[name], kind):
+            raise invalid_type(f"{param}.{name}", expected, item[name])
+
+
 def _message(role: str, content: list[dict[str, Any]], item_id: str | None = None) -> dict[str, Any]:
     return {"id": item_id or new_id("msg"), "type": "message", "role": role, "status": "completed",
             "content": content}
@@ -146,6 +166,10 @@ def _message(role: str, content: list[dict[str, Any]], item_id: str | None = Non
 
 def item_text(item: dict[str, Any]) -> str:
     """The text of an input item, for seeding and matching scripted replies."""
+    if isinstance(item.get("output"), str):
+        return str(item["output"])
+    if item.get("type") == "function_call":
+        return f"{item.get('name')}({item.get('arguments')})"
     parts = item.get("content")
     if not isinstance(parts, list):
         return ""

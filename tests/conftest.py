@@ -11,7 +11,7 @@ from agent_nb._bundled import stop_bundled
 from mock_server import GenerationOptions, MockServer, ServerConfig
 
 #: Fast defaults for tests: short replies, no pacing, so runs finish in milliseconds unless a test asks otherwise.
-FAST = GenerationOptions(tokens=40, tps=0, ttft=0, queue_delay=0)
+FAST = GenerationOptions(tokens=40, tps=0, ttft=0, queue_delay=0, tool_time=0)
 
 
 @pytest.fixture(scope="session")

@@ -12,12 +12,12 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import openai
 import pytest
-from agent_framework import Agent, AgentResponse, AgentResponseUpdate, AgentSession
+from agent_framework import Agent, AgentResponse, AgentResponseUpdate, AgentSession, tool
 from agent_framework.exceptions import ChatClientException
 from agent_framework.openai import OpenAIChatClient
 
@@ -342,3 +342,37 @@ async def test_plain_run_returns_the_text_without_mock_metadata_or_headers(mock:
     assert not body["metadata"]
     assert body["instructions"] == INSTRUCTIONS
     assert response.text == output_text(body)
+
+
+# --- 6. Agent Framework's own tool loop ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["plain", "background", "stream"])
+async def test_agent_framework_completes_its_function_tool_loop(mock: MockServer, mode: str) -> None:
+    calls: list[str] = []
+
+    @tool(description="The latest price of a stock.")
+    def get_price(ticker: Annotated[str, "The ticker symbol, such as MSFT."]) -> str:
+        calls.append(ticker)
+        return f"{ticker} trades at 412.30 USD"
+
+    metadata = {"mock_options": "tokens=20,tps=0,ttft=0,queue_delay=0,tool_time=0"}
+    async with af_client(mock) as client:
+        agent = client.as_agent(name="analyst", instructions=INSTRUCTIONS, tools=[get_price])
+        if mode == "stream":
+            updates = [u async for u in agent.run("What is MSFT at?", stream=True, options={"metadata": metadata})]
+            text = delta_text(updates)
+        else:
+            session = agent.create_session()
+            options: dict[str, Any] = {"metadata": metadata, "background": mode == "background"}
+            response = await agent.run("What is MSFT at?", session=session, options=options)
+            deadline = time.monotonic() + TIMEOUT
+            while response.continuation_token is not None:
+                assert time.monotonic() < deadline, "the background tool loop did not finish"
+                await asyncio.sleep(POLL_INTERVAL)
+                response = await agent.run(session=session, options={
+                    **options, "continuation_token": response.continuation_token})
+            text = response.text
+    # The mock called the declared function once, with schema-valid arguments, and answered with its output.
+    assert len(calls) == 1 and calls[0]
+    assert text.startswith(f"Using get_price: {calls[0]} trades at 412.30 USD")
