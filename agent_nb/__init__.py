@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from ._agent import Agent, AgentSession, OpenAIResponsesClient
 from ._client import ResponsesClient, RetryPolicy
+from ._contents import Content
 from ._errors import (
     AgentNBError,
     APIError,
@@ -65,6 +66,7 @@ __all__ = [
     "BadRequestError",
     "ConfigurationError",
     "ConnectionLost",
+    "Content",
     "ContinuationToken",
     "InvalidContinuationToken",
     "OpenAIResponsesClient",

@@ -201,19 +201,21 @@ class Agent:
         options: dict[str, Any] = {"mode": mode, "poll_interval": poll_interval, "raise_on_failure": raise_on_failure}
         if record is not None and record.terminal and by_run_id:
             run = BackgroundRun(client, recorder=recorder, response_id=token.response_id,
-                                after=record.sequence_number, text=record.text, status=record.status, **options)
+                                after=record.sequence_number, text=record.text, status=record.status,
+                                items=record.items, **options)
             run.error, run.ended_at = record.error, record.updated_at
             return run
         # Pick the stream up at the furthest point, at or before the token, whose text is known here.
-        after, text = None, ""
+        after, text, items = None, "", None
         wanted = token.sequence_number
         stored = record.sequence_number if record is not None else None
         if record is not None and not record.terminal and stored is not None and wanted is not None and \
                 stored <= wanted:
-            after, text = stored, record.text
+            after, text, items = stored, record.text, record.items
         status = record.status if record is not None and record.status in ("queued", "in_progress") else "in_progress"
         return BackgroundRun(client, recorder=recorder, response_id=token.response_id, after=after, text=text,
-                             status=status, deliver_after=wanted if wanted != after else None, **options)
+                             items=items, status=status, deliver_after=wanted if wanted != after else None,
+                             **options)
 
     def _client_for(self, record: RunRecord | None) -> ResponsesClient:
         """The client for the endpoint a stored run was recorded at (this agent's own, unless it was elsewhere).

@@ -13,6 +13,7 @@ from ._updates import AgentResponse, AgentResponseUpdate
 if TYPE_CHECKING:
     from ._client import ResponsesClient
     from ._errors import RunFailed
+    from ._items import OutputItems
 
 __all__ = ["Polling", "output_text"]
 
@@ -43,14 +44,14 @@ class Polling:
         sequence_number: int | None
         poll_interval: float
         raise_on_failure: bool
-        _parts: list[str]
-        _text_cache: str | None
         _from_events: bool
+        _items: OutputItems
 
         @property
         def text(self) -> str: ...
         @property
         def terminal(self) -> bool: ...
+        def _set_text(self, text: str) -> None: ...
         def _record_started(self, response: Mapping[str, Any]) -> None: ...
         def _gone(self, exc: RunNotFound) -> NoReturn: ...
         def _notify(self, change: str) -> None: ...
@@ -87,9 +88,13 @@ class Polling:
         self.response = response
         text = output_text(response)
         if text is not None and len(text) >= len(self.text) and text != self.text:
-            self._parts, self._text_cache = [text], text
+            self._set_text(text)
             self._from_events = False  # the snapshot's text belongs to no known event number
             self._notify("text")
+        if isinstance(response.get("output"), list) and response["output"]:
+            self._items.replace(response["output"], self.text)
+            self._from_events = False
+            self._notify("items")
         status = response.get("status")
         if isinstance(status, str) and status != self.status:
             self._set_status(status, response)

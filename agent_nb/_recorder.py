@@ -53,10 +53,12 @@ class RunRecorder:
         """Whether a checkpoint is due (cheap: called on every event)."""
         return time.monotonic() - self._last >= self.interval
 
-    def progress(self, sequence_number: int, text: str, status: str, *, now: bool = False) -> None:
-        """Note the run's position; ``now`` writes it at once instead of with the next batch."""
+    def progress(self, sequence_number: int, text: str, status: str, *, now: bool = False,
+                 items: list[dict[str, Any]] | None = None) -> None:
+        """Note the run's position (its text and items after that event); ``now`` writes it at once instead of
+        with the next batch."""
         self._last = time.monotonic()
-        self.checkpoints.note(self.run_id, sequence_number, text, status)
+        self.checkpoints.note(self.run_id, sequence_number, text, status, items=items)
         if now:
             self.checkpoints.flush()
         failure = self.checkpoints.error_for(self.run_id)
@@ -74,11 +76,12 @@ class RunRecorder:
         """A status that is not a stream position (a polled run's, or ``lost``); a finished record is left alone."""
         self._write(self.store.note_status, self.run_id, status, error=error)
 
-    def finished(self, status: str, text: str, sequence_number: int | None, error: dict[str, Any] | None) -> None:
-        """The run ended: its outcome and final text, written once notes still waiting are written first."""
+    def finished(self, status: str, text: str, sequence_number: int | None, error: dict[str, Any] | None, *,
+                 items: list[dict[str, Any]] | None = None) -> None:
+        """The run ended: its outcome, final text and items, written once notes still waiting are written first."""
         self.checkpoints.flush()
         self._write(self.store.update, self.run_id, status=status, error=error, text=text,
-                    sequence_number=sequence_number)
+                    sequence_number=sequence_number, items=items)
 
     def _write(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         try:

@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
-from typing import Any, NoReturn
+from typing import Any
 
 from ._client import ResponsesClient
+from ._endings import Endings
 from ._errors import ConnectionLost, RunExpired, RunFailed, RunNotFound, StoreError
+from ._items import OutputItems
 from ._polling import Polling, output_text
 from ._recorder import RunRecorder
 from ._resume import ENDED_EVENT, TERMINAL_STATUSES, GaveUp, ResumableStream
@@ -19,7 +21,7 @@ from ._updates import AgentResponse, AgentResponseUpdate
 
 __all__ = ["BackgroundRun", "Observer"]
 
-#: Called with the run and what changed: "text", "status", "reconnecting", "store" or "done".
+#: Called with the run and what changed: "text", "items", "status", "reconnecting", "store" or "done".
 Observer = Callable[["BackgroundRun", str], None]
 
 _DELTA = "response.output_text.delta"
@@ -32,7 +34,7 @@ _STATUS_OF_EVENT = {
 }
 
 
-class BackgroundRun(Polling):
+class BackgroundRun(Polling, Endings):
     """One background response: start or resume it, stream or poll it, and watch its state change.
 
     Most code gets one from ``Agent.start()`` / ``Agent.resume()`` (or through ``Agent.run``). The run keeps
@@ -49,7 +51,7 @@ class BackgroundRun(Polling):
                  create_body: Mapping[str, Any] | None = None, response_id: str | None = None,
                  after: int | None = None, text: str = "", status: str = "starting", mode: str = "stream",
                  poll_interval: float = 2.0, raise_on_failure: bool = True, deliver_after: int | None = None,
-                 background: bool = True) -> None:
+                 background: bool = True, items: list[dict[str, Any]] | None = None) -> None:
         if mode not in ("stream", "poll"):
             raise ValueError(f"mode must be 'stream' or 'poll', not {mode!r}")
         self.client = client
@@ -61,6 +63,8 @@ class BackgroundRun(Polling):
         self.sequence_number = after
         self._parts: list[str] = [text] if text else []
         self._text_cache: str | None = text
+        self._text_length = len(text)
+        self._items = OutputItems(items)
         #: Whether ``text`` is exactly the output of events 0..sequence_number (a polled snapshot's text is not).
         self._from_events = True
         self._deliver_after = deliver_after
@@ -86,6 +90,14 @@ class BackgroundRun(Polling):
             self._text_cache = "".join(self._parts)
             self._parts = [self._text_cache]
         return self._text_cache
+
+    def _set_text(self, text: str) -> None:
+        self._parts, self._text_cache, self._text_length = [text], text, len(text)
+
+    @property
+    def items(self) -> list[dict[str, Any]]:
+        """The output items so far, as the Response object lists them: messages, reasoning, tool calls, ..."""
+        return self._items.snapshot(self.text)
 
     @property
     def terminal(self) -> bool:
@@ -131,7 +143,7 @@ class BackgroundRun(Polling):
     def to_response(self) -> AgentResponse:
         return AgentResponse(text=self.text, status=self.status, response_id=self.response_id,
                              continuation_token=self.token, usage=self.usage, error=self.error, run_id=self.run_id,
-                             raw=self.response)
+                             raw=self.response, items=self.items)
 
     def __repr__(self) -> str:
         return (f"<BackgroundRun {self.run_id or ''} {self.response_id or '(not started)'} {self.status}, "
@@ -173,37 +185,6 @@ class BackgroundRun(Polling):
             if not self.terminal:  # a finished run's final state was written once, in _set_status
                 self._checkpoint(now=True)
 
-    def _gave_up(self, exc: GaveUp) -> NoReturn:
-        if exc.unreachable:
-            message = (f"The server at {self.client.base_url} that ran this run is not reachable ({exc.attempts} "
-                       f"attempts in a row; last: {exc.reason}).")
-            self.error = {"code": "server_unreachable", "message": message}
-            self._checkpoint(now=True)  # what arrived first, then the status
-            if self.recorder is not None:
-                self.recorder.status("lost", error=self.error)
-        else:
-            message = (f"The stream of {self.response_id} failed {exc.attempts} times in a row without progress "
-                       f"(last: {exc.reason}).")
-        self._lost(message, None)
-
-    def _lost(self, message: str, cause: BaseException | None) -> NoReturn:
-        lost = ConnectionLost(message + (" Resume with the run's token to continue where it stopped."
-                                         if self.token else ""), token=self.token, text=self.text, cause=cause)
-        self.connection_lost = lost
-        self._notify("status")
-        raise lost
-
-    def _gone(self, exc: RunNotFound) -> NoReturn:
-        """The service no longer has the run (deleted, or past its retention): it is ``lost`` for good."""
-        self._checkpoint(now=True)  # what arrived first, then the status
-        self.status = "lost"
-        self.ended_at = time.time()
-        self.error = {"code": "run_not_found", "message": str(exc)}
-        if self.recorder is not None:
-            self.recorder.status("lost", error=self.error)
-        self._notify("status")
-        raise exc
-
     def _reconnecting(self, reason: str, attempt: int) -> None:
         self.reconnects += 1
         self._notify("reconnecting")
@@ -218,12 +199,14 @@ class BackgroundRun(Polling):
             delta = event.get("delta") or ""
             self._parts.append(delta)
             self._text_cache = None
+            self._text_length += len(delta)
             if self.recorder is not None and self.recorder.due():
                 self._checkpoint()
             if self._observers:
                 self._notify("text")
             return AgentResponseUpdate(delta, self.sequence_number or 0, self.status, self.response_id, kind,
-                                       resumable=self.background)
+                                       resumable=self.background, raw=event)
+        item = self._items.apply(event, self._text_length)
         response = event.get("response")
         if isinstance(response, dict):
             self.response = response
@@ -242,7 +225,9 @@ class BackgroundRun(Polling):
             self._set_status(status, response if isinstance(response, dict) else None)
         terminal = self.terminal
         update = AgentResponseUpdate("", self.sequence_number or 0, self.status, self.response_id, kind, terminal,
-                                     self.background)
+                                     self.background, raw=event, item=item)
+        if item is not None and self._observers:
+            self._notify("items")
         if terminal and self.status == "failed" and self.raise_on_failure:
             raise self.failure()
         return update
@@ -258,23 +243,19 @@ class BackgroundRun(Polling):
             self.ended_at = time.time()
             final = output_text(response)
             if final is not None and (final.startswith(self.text) or final.endswith(self.text)):
-                self._parts, self._text_cache = [final], final  # the service's text is the whole text
+                self._set_text(final)  # the service's text is the whole text
+            if response is not None and isinstance(response.get("output"), list):
+                self._items.replace(response["output"], self.text)  # and its items are the whole output
             if self.recorder is not None:
                 # Streamed to its end, the last event number goes with the final text; polled, none is known.
                 self.recorder.finished(status, self.text, self.sequence_number if self._from_events else None,
-                                       self.error)
+                                       self.error, items=self._items.stored())
         elif self._from_events:
             self._checkpoint(now=True)
         elif self.recorder is not None:
             self.recorder.status(status)
         self._notify("status")
         self._notify_store()
-
-    def failure(self) -> RunFailed:
-        error = self.error or {}
-        code, message = error.get("code"), error.get("message") or "no reason given"
-        return RunFailed(f"Run {self.response_id} failed: {message}" + (f" ({code})" if code else ""),
-                         response_id=self.response_id, code=code, error_message=message, text=self.text)
 
     def _record_started(self, response: Mapping[str, Any]) -> None:
         if self.on_started is not None:
@@ -288,7 +269,7 @@ class BackgroundRun(Polling):
         if self.recorder is None or self.sequence_number is None or not self._from_events:
             return
         before = self.recorder.error
-        self.recorder.progress(self.sequence_number, self.text, self.status, now=now)
+        self.recorder.progress(self.sequence_number, self.text, self.status, now=now, items=self._items.stored())
         if self.recorder.error is not before:
             self._notify("store")
 

@@ -8,7 +8,10 @@ has a core to itself). Figures are printed as ratios measured in this run:
 * checkpoint cost: the same stream with the run store on and off;
 * resume latency: a reconnect with ``starting_after`` to the first replayed event, against the SDK doing the same;
 * resuming from a token whose earlier text is not known here (the stream is replayed from event 0, quietly up to the
-  token, so that the run's text and the store stay exact), against resuming where the store has the text.
+  token, so that the run's text and the store stay exact), against resuming where the store has the text;
+* the output-item fold on an agent run's stream (a third each of reasoning-summary, code and text deltas, plus
+  searches): agent-nb keeping every item against the same run with the fold switched off (text only, as before items
+  existed), and against the openai SDK on the same stream.
 
 Run: ``python bench/bench_client.py [--events 50000] [--repeat 3]``.
 """
@@ -37,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent_nb import Agent, ResponsesClient, SQLiteRunStore  # noqa: E402
+from agent_nb._items import OutputItems  # noqa: E402
 
 
 def free_port() -> int:
@@ -45,9 +49,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(port: int) -> subprocess.Popen[str]:
+AGENT_PROMPT = "Agent benchmark"
+
+
+def write_agent_script(path: Path, events: int) -> None:
+    """A ``--script`` file whose agent run streams ``events`` deltas: reasoning, code and an answer in thirds."""
+    words = " ".join(f"w{i}" for i in range(events // 3))
+    steps = [{"reasoning": words}, *({"search": f"query {i}"} for i in range(10)), {"code": words},
+             {"answer": words}]
+    path.write_text(json.dumps([{"prompt": AGENT_PROMPT, "agent": steps}]), encoding="utf-8")
+
+
+def start_server(port: int, script: Path) -> subprocess.Popen[str]:
     proc = subprocess.Popen([sys.executable, "-m", "mock_server", "--port", str(port), "--tps", "0", "--ttft", "0",
-                             "--queue-delay", "0"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                             "--queue-delay", "0", "--script", str(script)], cwd=ROOT, stdout=subprocess.PIPE,
+                            text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if "Mock Responses server on" not in line:
@@ -56,11 +72,11 @@ def start_server(port: int) -> subprocess.Popen[str]:
     return proc
 
 
-async def make_response(url: str, events: int) -> str:
+async def make_response(url: str, events: int, prompt: str = "Benchmark") -> str:
     async with httpx.AsyncClient(base_url=url, timeout=120) as http:
         created = (await http.post("/responses", json={
-            "model": "bench", "input": "Benchmark", "background": True,
-            "metadata": {"mock_options": f"tokens={events},tps=0,ttft=0,queue_delay=0"}})).json()
+            "model": "bench", "input": prompt, "background": True,
+            "metadata": {"mock_options": f"tokens={events},tps=0,ttft=0,queue_delay=0,tool_time=0"}})).json()
         deadline = time.monotonic() + 120
         while (await http.get(f"/responses/{created['id']}")).json()["status"] != "completed":
             if time.monotonic() > deadline:
@@ -87,6 +103,18 @@ async def openai_sdk(url: str, response_id: str) -> int:
         async for _ in stream:
             count += 1
     return count
+
+
+def text_only(consumer: Callable[[str, str], Awaitable[int]]) -> Callable[[str, str], Awaitable[int]]:
+    """The same consumer with the output-item fold switched off: the text-only path."""
+    async def consume(url: str, response_id: str) -> int:
+        apply = OutputItems.apply
+        OutputItems.apply = lambda self, event, text_length: None  # type: ignore[method-assign,assignment,return-value]
+        try:
+            return await consumer(url, response_id)
+        finally:
+            OutputItems.apply = apply  # type: ignore[method-assign]
+    return consume
 
 
 def agent_nb_consumer(store: bool) -> Callable[[str, str], Awaitable[int]]:
@@ -167,7 +195,9 @@ async def best_rate(consumer: Callable[[str, str], Awaitable[int]], url: str, re
 
 async def main(events: int, repeat: int) -> None:
     port = free_port()
-    server = start_server(port)
+    script = Path(tempfile.mkdtemp()) / "agent.json"
+    write_agent_script(script, events)
+    server = start_server(port, script)
     url = f"http://127.0.0.1:{port}/v1"
     try:
         response_id = await make_response(url, events)
@@ -202,6 +232,7 @@ async def main(events: int, repeat: int) -> None:
         print(f"resume at event {after:,} with the text before it unknown here (replayed from event 0, quietly): "
               f"{1000 * unknown:.1f} ms to the first update after it; with the store's text: {1000 * known:.2f} ms "
               f"-> {unknown / known:.0f}x, the price of an exact text and store")
+        await agent_items(url, events, repeat)
     finally:
         server.send_signal(signal.SIGINT)
         try:
@@ -209,6 +240,19 @@ async def main(events: int, repeat: int) -> None:
         except subprocess.TimeoutExpired:
             os.kill(server.pid, signal.SIGKILL)
             server.wait(5)
+
+
+async def agent_items(url: str, events: int, repeat: int) -> None:
+    response_id = await make_response(url, events, AGENT_PROMPT)
+    items_on, count = await best_rate(agent_nb_consumer(True), url, response_id, repeat)
+    items_off, _ = await best_rate(text_only(agent_nb_consumer(True)), url, response_id, repeat)
+    sdk, _ = await best_rate(openai_sdk, url, response_id, repeat)
+    print(f"\nAgent stream: {count:,} events (reasoning, 10 searches, code, answer), store on, best of {repeat}:")
+    print(f"  agent-nb keeping every output item {items_on:>10,.0f} events/s")
+    print(f"  agent-nb text only (fold off)      {items_off:>10,.0f} events/s")
+    print(f"  openai SDK                         {sdk:>10,.0f} events/s")
+    print(f"output-item fold cost: {100 * (items_off / items_on - 1):+.1f}% time per event against the text-only "
+          f"path; agent-nb with items vs openai SDK: {items_on / sdk:.1f}x")
 
 
 if __name__ == "__main__":

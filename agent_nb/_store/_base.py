@@ -66,16 +66,20 @@ class RunStore(abc.ABC):
     def _update(self, run_id: str, fields: dict[str, Any]) -> RunRecord:
         """Apply already-checked field values atomically and return the new record."""
 
-    def checkpoint(self, run_id: str, sequence_number: int, text: str, status: str | None = None) -> bool:
+    def checkpoint(self, run_id: str, sequence_number: int, text: str, status: str | None = None, *,
+                   items: builtins.list[dict[str, Any]] | None = None) -> bool:
         """Record how far a run's stream got, atomically, if that is further than the store has it.
 
-        ``text`` must be exactly the output of events ``0..sequence_number``. The pair is written together or not at
-        all, so after a crash at any moment the store holds a pair that was written together. It is written only
+        ``text`` must be exactly the output of events ``0..sequence_number``, and ``items`` (when given) the output
+        items those events built, in the store's form (see :attr:`RunRecord.items`). They are written together or
+        not at all, so after a crash at any moment the store holds a state that was written together. It is written only
         while the run is unfinished and ``sequence_number`` is past the stored one: a process that lags behind (or
         resumes from an older token) never moves a run back, and nothing overwrites a finished run. Also sets
         ``status`` when given. Returns whether it was written.
         """
         fields: dict[str, Any] = {"sequence_number": sequence_number, "text": text, "updated_at": time.time()}
+        if items is not None:
+            fields["items"] = items
         if status is not None:
             fields["status"] = status
         return self._advance(run_id, fields, past=sequence_number)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 from .._errors import StoredRunNotFound
 from ._base import RunStore
@@ -18,6 +19,7 @@ class _Note:
     sequence_number: int
     text: str
     status: str | None
+    items: list[dict[str, Any]] | None
 
 
 class CheckpointWriter:
@@ -49,13 +51,14 @@ class CheckpointWriter:
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def note(self, run_id: str, sequence_number: int, text: str, status: str | None = None) -> None:
+    def note(self, run_id: str, sequence_number: int, text: str, status: str | None = None, *,
+             items: list[dict[str, Any]] | None = None) -> None:
         """Remember the run's latest state, to be written soon. O(1); never blocks on the store."""
         with self._lock:
             previous = self._pending.get(run_id)
             if status is None and previous is not None:
                 status = previous.status  # a status change noted earlier must not be lost to a later note
-            self._pending[run_id] = _Note(sequence_number, text, status)
+            self._pending[run_id] = _Note(sequence_number, text, status, items)
             if not self._closed and (self._thread is None or not self._thread.is_alive()):
                 self._thread = threading.Thread(target=self._run, name="agent-nb-checkpoints", daemon=True)
                 self._thread.start()
@@ -90,7 +93,7 @@ class CheckpointWriter:
             for run_id, note in batch:
                 failure: Exception | None = None
                 try:
-                    self.store.checkpoint(run_id, note.sequence_number, note.text, note.status)
+                    self.store.checkpoint(run_id, note.sequence_number, note.text, note.status, items=note.items)
                 except StoredRunNotFound as exc:  # deleted or pruned: retrying cannot help, so drop the note
                     error = failure = exc
                 except Exception as exc:  # kept for the next pass

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from .._items import expand_items
 from .._token import ContinuationToken
 
 __all__ = ["FIELDS", "STATUSES", "TERMINAL", "RunRecord", "new_run_id"]
@@ -34,6 +35,9 @@ class RunRecord:
     finished, ``text`` is the service's final text, and ``sequence_number`` the last event's number when the run was
     streamed to its end (None when it was polled). ``endpoint`` is the API base URL only, and ``service`` its kind
     (``openai``, ``azure``, ``compatible`` or ``mock`` for the bundled mock server): records never hold a key.
+    ``items`` are the output items of the same events (reasoning, tool calls, messages with their annotations), in
+    a form that does not repeat the text: each message part holds the ``_span`` of ``text`` it covers; ``output``
+    gives them back whole.
     """
 
     run_id: str
@@ -53,6 +57,12 @@ class RunRecord:
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
     service: str | None = None
+    items: list[dict[str, Any]] | None = None
+
+    @property
+    def output(self) -> list[dict[str, Any]]:
+        """The run's output items as the Response object lists them (``items`` with each message's text put back)."""
+        return expand_items(self.items, self.text)
 
     @property
     def terminal(self) -> bool:

@@ -48,9 +48,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS runs_status ON runs (status, created_at)",
     ),
     ("ALTER TABLE runs ADD COLUMN service TEXT",),  # the endpoint's kind, e.g. the bundled mock server
+    ("ALTER TABLE runs ADD COLUMN items TEXT",),  # the output items, as JSON
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
-_JSON_COLUMNS = frozenset({"labels", "error"})
+_JSON_COLUMNS = frozenset({"labels", "error", "items"})
 _ORDER = "ORDER BY created_at DESC, run_id DESC"
 _BUSY_TIMEOUT = 10.0  # seconds another process may hold the write lock before we give up
 

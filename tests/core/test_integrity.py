@@ -1,5 +1,5 @@
-"""The run store's invariant holds at every moment, whatever path writes it: an unfinished run's ``text`` is exactly
-the output of events ``0..sequence_number``, and a finished run's is the service's final text.
+"""The run store's invariant holds at every moment, whatever path writes it: an unfinished run's ``text`` and
+``items`` are exactly the output of events ``0..sequence_number``, and a finished run's are the service's.
 
 A long run is broken and resumed at many points, by this process, by a fresh agent and store, by other processes
 (some killed with ``kill -9`` mid-stream), and from stale tokens; a watcher thread reads the store the whole time,
@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from agent_nb import Agent, ContinuationToken, ResponsesClient, RetryPolicy, RunRecord, SQLiteRunStore
+from agent_nb._items import OutputItems
 from mock_server import MockServer, ServerConfig
 
 from ..conftest import FAST
@@ -30,7 +31,11 @@ from ..helpers import ROOT
 pytestmark = pytest.mark.timeout(180)
 
 RETRY = RetryPolicy(max_retries=8, initial_delay=0.01, max_delay=0.05, stall_timeout=2.0)
-PACED = {"mock_options": "tokens=2500,tps=100,ttft=0,queue_delay=0"}
+PACED = {"mock_options": "tokens=2500,tps=100,ttft=0,queue_delay=0,tool_time=0.05"}
+#: An agent run: a reasoning summary, searches and a code cell, then a long cited answer.
+AGENT_RUN = {"background": True, "metadata": PACED, "reasoning": {"summary": "auto"},
+             "tools": [{"type": "web_search"}, {"type": "code_interpreter", "container": {"type": "auto"}}]}
+State = tuple[str, "int | None", str, "list[dict[str, Any]] | None"]
 
 
 class Events:
@@ -38,7 +43,9 @@ class Events:
 
     def __init__(self, url: str, response_id: str) -> None:
         self.texts: dict[int, str] = {}
+        self.items: dict[int, list[dict[str, Any]]] = {}
         self.final: str | None = None
+        folder = OutputItems()
         text = ""
         with httpx.Client(timeout=30) as http, http.stream("GET", f"{url}/responses/{response_id}",
                                                            params={"stream": "true"}) as stream:
@@ -50,18 +57,25 @@ class Events:
                 event = json.loads(line[6:])
                 if event["type"] == "response.output_text.delta":
                     text += event["delta"]
+                else:
+                    folder.apply(event, len(text))
                 self.texts[event["sequence_number"]] = text
+                self.items[event["sequence_number"]] = folder.stored()
         self.final = text if self.texts else None
 
-    def check(self, status: str, sequence_number: int | None, text: str, *, final: str | None = None) -> None:
+    def check(self, status: str, sequence_number: int | None, text: str, items: list[dict[str, Any]] | None,
+              *, final: str | None = None) -> None:
         if status in ("completed", "failed", "cancelled", "incomplete"):
             assert text == (final if final is not None else self.final), f"finished with the wrong text ({status})"
         elif sequence_number is None:
             assert text == "", f"no event recorded, yet {len(text)} characters of text"
+            assert not items, f"no event recorded, yet {len(items or [])} items"
         else:
             expected = self.texts[sequence_number]
             assert text == expected, (f"seq {sequence_number}: {len(text)} characters stored where events "
                                       f"0..{sequence_number} carry {len(expected)}")
+            assert items == self.items[sequence_number], (
+                f"seq {sequence_number}: the stored items are not those events 0..{sequence_number} built")
 
 
 class Watcher(threading.Thread):
@@ -71,18 +85,18 @@ class Watcher(threading.Thread):
         super().__init__(daemon=True)
         self.store = SQLiteRunStore(path)
         self.run_id = run_id
-        self.seen: list[tuple[str, int | None, str]] = []
+        self.seen: list[State] = []
         self.stopping = threading.Event()
 
     def run(self) -> None:
         while not self.stopping.is_set():
             record = self.store.get(self.run_id)
-            state = (record.status, record.sequence_number, record.text)
+            state = (record.status, record.sequence_number, record.text, record.items)
             if not self.seen or self.seen[-1] != state:
                 self.seen.append(state)
             self.stopping.wait(0.002)
 
-    def stop(self) -> list[tuple[str, int | None, str]]:
+    def stop(self) -> list[State]:
         self.stopping.set()
         self.join(10)
         self.store.close()
@@ -137,14 +151,13 @@ async def test_breaking_and_resuming_anywhere_by_anyone_keeps_the_store_exact(tm
     with MockServer(ServerConfig(options=FAST)) as server:
         client = ResponsesClient(server.url, "sk-test", retry=RETRY)
         agent = Agent(client, model="o3", store=SQLiteRunStore(path))
-        token = await take(agent.run("A long report", stream=True, options={"background": True, "metadata": PACED}),
-                           rng.randint(3, 30))
+        token = await take(agent.run("A long report", stream=True, options=AGENT_RUN), rng.randint(3, 30))
         response_id = token.response_id
         record = agent.store.find(response_id)  # type: ignore[union-attr]
         assert record is not None
         watcher = Watcher(path, record.run_id)
         watcher.start()
-        checks: list[tuple[str, int | None, str]] = []
+        checks: list[State] = []
         tokens = [token]
         kinds = ["same", "fresh", "process", "kill", "stale"] * 4
         rng.shuffle(kinds)
@@ -165,19 +178,21 @@ async def test_breaking_and_resuming_anywhere_by_anyone_keeps_the_store_exact(tm
                 token = await take(agent.run(stream=True, options={"continuation_token": tokens[-2]}), count)
             tokens.append(token)
             stored = agent.store.get(record.run_id)  # type: ignore[union-attr]
-            checks.append((stored.status, stored.sequence_number, stored.text))
+            checks.append((stored.status, stored.sequence_number, stored.text, stored.items))
             assert server_status(server.url, response_id) == "in_progress", "the run ended during the test"
         httpx.post(f"{server.url}/responses/{response_id}/cancel", timeout=10).raise_for_status()
         final = await agent.resume(record.run_id).wait()
         seen = watcher.stop()
         events = Events(server.url, response_id)
-        for status, seq, text in checks:
-            events.check(status, seq, text)
-        for status, seq, text in seen:
-            events.check(status, seq, text)
+        for status, seq, text, items in checks + seen:
+            events.check(status, seq, text, items)
         done: RunRecord = agent.store.get(record.run_id)  # type: ignore[union-attr]
         assert (done.status, final.status) == ("cancelled", "cancelled")
         assert done.text == final.text == events.final
+        # The run's items are the service's own, whole, and kinds beyond text were among them.
+        service_output = httpx.get(f"{server.url}/responses/{response_id}", timeout=10).json()["output"]
+        assert done.output == final.items == service_output
+        assert {"reasoning", "web_search_call", "code_interpreter_call", "message"} <= {i["type"] for i in done.output}
         assert len(checks) == 20 and len(seen) >= 10 and max(s[1] or 0 for s in seen) > 100
         await client.aclose()
 

@@ -216,6 +216,22 @@ def test_checkpoint_sets_sequence_text_and_optionally_status(store: RunStore) ->
     assert store.get(run.run_id).terminal
 
 
+def test_checkpoint_keeps_the_items_with_the_text_and_gives_them_back_whole(store: RunStore) -> None:
+    run = record(status="in_progress")
+    store.add(run)
+    items = [{"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "Plan ✓"}]},
+             {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "f", "arguments": '{"a": '},
+             {"type": "message", "id": "msg_1", "role": "assistant", "status": "in_progress",
+              "content": [{"type": "output_text", "annotations": [], "_span": [0, None]}]}]
+    store.checkpoint(run.run_id, 7, "Hello, wörld", items=items)
+    got = store.get(run.run_id)
+    assert got.items == items and got.output[2]["content"][0]["text"] == "Hello, wörld"
+    assert got.output[:2] == items[:2]
+    store.checkpoint(run.run_id, 8, "Hello, wörld!")  # a checkpoint without items leaves them as they were
+    assert store.get(run.run_id).items == items
+    assert store.get(run.run_id).output[2]["content"][0]["text"] == "Hello, wörld!"
+
+
 def test_a_checkpoint_never_moves_a_run_back(store: RunStore) -> None:
     run = record(response_id="resp_ahead")
     store.add(run)
