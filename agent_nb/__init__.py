@@ -28,10 +28,13 @@ from ._errors import (
     StoredRunNotFound,
     StoreError,
     StoreWarning,
+    ToolOutputsUnknown,
+    ToolRoundsExceeded,
 )
 from ._run import BackgroundRun
 from ._store import RedisRunStore, RunRecord, RunStore, SQLiteRunStore, default_store
 from ._token import ContinuationToken
+from ._tools import FunctionTool, tool
 from ._updates import AgentResponse, AgentResponseUpdate
 
 if TYPE_CHECKING:
@@ -68,6 +71,7 @@ __all__ = [
     "ConnectionLost",
     "Content",
     "ContinuationToken",
+    "FunctionTool",
     "InvalidContinuationToken",
     "OpenAIResponsesClient",
     "RedisRunStore",
@@ -84,8 +88,11 @@ __all__ = [
     "StoreError",
     "StoreWarning",
     "StoredRunNotFound",
+    "ToolOutputsUnknown",
+    "ToolRoundsExceeded",
     "__version__",
     "default_store",
     "load_ipython_extension",
+    "tool",
     "unload_ipython_extension",
 ]

@@ -18,13 +18,16 @@ from ._recorder import RunRecorder
 from ._run import BackgroundRun
 from ._store import CheckpointWriter, RunRecord, RunStore, default_store, new_run_id
 from ._token import ContinuationToken
+from ._tool_loop import DEFAULT_MAX_ROUNDS, ToolLoop, loop_for
+from ._tools import FunctionTool, as_tool
 from ._updates import AgentResponse, AgentResponseUpdate
 
 __all__ = ["Agent", "AgentSession", "OpenAIResponsesClient"]
 
 #: Option keys agent-nb understands; any other key is passed to the service as a request field.
 RUN_OPTIONS = frozenset({"background", "continuation_token", "model", "instructions", "max_output_tokens",
-                         "metadata", "poll_interval", "raise_on_failure", "name", "labels"})
+                         "metadata", "poll_interval", "raise_on_failure", "name", "labels", "tools",
+                         "max_tool_rounds"})
 
 
 class AgentSession:
@@ -54,14 +57,20 @@ class Agent:
         model: the model (default ``$AGENT_NB_MODEL``, else ``gpt-4.1``).
         store: where background runs are recorded; default the SQLite store under ``$AGENT_NB_HOME``; ``False``
             records nothing.
+        tools: functions (plain or ``@tool``) the model may call, run here between responses, and hosted tools'
+            declarations such as ``{"type": "web_search"}``.
+        max_tool_rounds: how many rounds of function calls one run may make (a runaway loop is stopped).
     """
 
     def __init__(self, client: ResponsesClient | None = None, *, name: str | None = None,
                  instructions: str | None = None, model: str | None = None,
-                 store: RunStore | Literal[False] | None = None) -> None:
+                 store: RunStore | Literal[False] | None = None, tools: Iterable[Any] = (),
+                 max_tool_rounds: int = DEFAULT_MAX_ROUNDS) -> None:
         self.client = client or ResponsesClient()
         self.name = name
         self.instructions = instructions
+        self.tools = [as_tool(t) for t in tools]
+        self.max_tool_rounds = max_tool_rounds
         self.model = model or os.environ.get("AGENT_NB_MODEL") or "gpt-4.1"
         self.store: RunStore | None = (default_store() if store is None else store) or None
         self._checkpoints = CheckpointWriter(self.store) if self.store is not None else None
@@ -135,6 +144,8 @@ class Agent:
         """
         opts = dict(options or {})
         background = bool(opts.pop("background", True))
+        tools = [*self.tools, *(as_tool(t) for t in opts.pop("tools", None) or ())]
+        max_rounds = int(opts.pop("max_tool_rounds", self.max_tool_rounds))
         name = opts.pop("name", None)
         labels = dict(opts.pop("labels", None) or {})
         prompt, body_input = _input(messages)
@@ -149,18 +160,22 @@ class Agent:
             body["instructions"] = instructions
         if session is not None and session.previous_response_id:
             body["previous_response_id"] = session.previous_response_id
+        if tools:
+            body["tools"] = [t.to_dict() if isinstance(t, FunctionTool) else t for t in tools]
         body.update(opts)
+        functions = [t for t in tools if isinstance(t, FunctionTool)]
+        loop = loop_for(functions, body, None, max_rounds=max_rounds)
         recorder = None
         if background and self.store is not None:
             record = RunRecord(run_id=new_run_id(), endpoint=self.client.base_url, model=body["model"], prompt=prompt,
                                instructions=instructions, name=name, labels=labels, mode="stream" if stream else "poll",
                                previous_response_id=body.get("previous_response_id"),
-                               service=self.client.endpoint.kind)
+                               service=self.client.endpoint.kind, chain=loop.chain.to_dict() if loop else None)
             self.store.add(record)  # a store that cannot record the run is an error before anything is paid for
             recorder = self._recorder(record)
         run = BackgroundRun(self.client, recorder=recorder, create_body=body,
                             mode="stream" if stream or not background else "poll", poll_interval=poll_interval,
-                            raise_on_failure=raise_on_failure, background=background)
+                            raise_on_failure=raise_on_failure, background=background, tool_loop=loop)
         if session is not None:
             run.on_started = lambda started: self._remember(session, started)
         if launch:
@@ -198,7 +213,8 @@ class Agent:
             self.store.add(record)
         recorder = self._recorder(record) if record is not None else None
         client = self._client_for(record)
-        options: dict[str, Any] = {"mode": mode, "poll_interval": poll_interval, "raise_on_failure": raise_on_failure}
+        options: dict[str, Any] = {"mode": mode, "poll_interval": poll_interval, "raise_on_failure": raise_on_failure,
+                                   "tool_loop": self._loop_for(record)}
         if record is not None and record.terminal and by_run_id:
             run = BackgroundRun(client, recorder=recorder, response_id=token.response_id,
                                 after=record.sequence_number, text=record.text, status=record.status,
@@ -216,6 +232,16 @@ class Agent:
         return BackgroundRun(client, recorder=recorder, response_id=token.response_id, after=after, text=text,
                              items=items, status=status, deliver_after=wanted if wanted != after else None,
                              **options)
+
+    def _loop_for(self, record: RunRecord | None) -> ToolLoop | None:
+        """The tool loop of a resumed run: its recorded chain, with this agent's functions to answer its calls."""
+        functions = [t for t in self.tools if isinstance(t, FunctionTool)]
+        body: dict[str, Any] = {"model": record.model if record is not None else self.model,
+                                "tools": [t.to_dict() if isinstance(t, FunctionTool) else t for t in self.tools]}
+        if self.instructions:
+            body["instructions"] = self.instructions
+        return loop_for(functions, body, record.chain if record is not None else None,
+                        max_rounds=self.max_tool_rounds)
 
     def _client_for(self, record: RunRecord | None) -> ResponsesClient:
         """The client for the endpoint a stored run was recorded at (this agent's own, unless it was elsewhere).
@@ -263,9 +289,10 @@ class OpenAIResponsesClient:
         self.client = ResponsesClient(base_url, api_key, retry=retry)
         self._store = store
 
-    def as_agent(self, *, name: str | None = None, instructions: str | None = None, **kwargs: Any) -> Agent:
-        return Agent(self.client, name=name, instructions=instructions, model=self.model_id,
-                     store=kwargs.pop("store", self._store))
+    def as_agent(self, *, name: str | None = None, instructions: str | None = None, tools: Iterable[Any] = (),
+                 **kwargs: Any) -> Agent:
+        return Agent(self.client, name=name, instructions=instructions, model=self.model_id, tools=tools,
+                     store=kwargs.pop("store", self._store), **kwargs)
 
     create_agent = as_agent
 

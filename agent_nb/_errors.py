@@ -13,6 +13,8 @@
     │   ├── RunNotFound               the service does not know the response (wrong id, deleted, or expired)
     │   ├── RunExpired                the response exists but can no longer be streamed or retrieved
     │   ├── RunFailed                 the run ended ``failed``; ``code`` and ``message`` are the service's
+    │   ├── ToolRoundsExceeded        the model kept calling tools past ``max_tool_rounds``
+    │   ├── ToolOutputsUnknown        it is unknown whether a tool round's outputs were submitted
     │   └── ConnectionLost            the stream could not be resumed within the retry budget; ``token`` resumes it
     ├── StoreError                    the run store could not be read or written
     │   └── StoredRunNotFound         no run with that id in the store
@@ -44,6 +46,8 @@ __all__ = [
     "StoreError",
     "StoreWarning",
     "StoredRunNotFound",
+    "ToolOutputsUnknown",
+    "ToolRoundsExceeded",
 ]
 
 
@@ -109,6 +113,17 @@ class RunFailed(RunError):
         self.code = code
         self.error_message = error_message
         self.text = text
+
+
+class ToolRoundsExceeded(RunError):
+    """The model asked for tool calls round after round, past ``max_tool_rounds``: a runaway loop was stopped."""
+
+
+class ToolOutputsUnknown(RunError):
+    """A process stopped while submitting a tool round's outputs, so whether the service got them is unknown.
+
+    agent-nb never submits outputs twice; the run is marked ``lost`` with this reason.
+    """
 
 
 class ConnectionLost(RunError):

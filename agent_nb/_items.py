@@ -112,14 +112,15 @@ class OutputItems:
     def get(self, output_index: object) -> dict[str, Any] | None:
         return self._items.get(output_index) if isinstance(output_index, int) else None
 
-    def replace(self, output: object, text: str) -> None:
+    def replace(self, output: object, text: str, *, start: int = 0) -> None:
         """Take the service's own items (a polled or final Response's ``output``), matching message text to spans.
 
-        Each ``output_text`` part's text is located in ``text`` in order; a part that is not found keeps its text.
+        Each ``output_text`` part's text is located in ``text`` (from ``start``) in order; a part that is not found
+        keeps its text.
         """
         if not isinstance(output, list):
             return
-        position = 0
+        position = start
         items: dict[int, dict[str, Any]] = {}
         for index, item in enumerate(output):
             if not isinstance(item, dict):

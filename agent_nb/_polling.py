@@ -46,12 +46,15 @@ class Polling:
         raise_on_failure: bool
         _from_events: bool
         _items: OutputItems
+        _prefix_length: int
+        _leg_end: dict[str, Any] | None
 
         @property
         def text(self) -> str: ...
         @property
         def terminal(self) -> bool: ...
         def _set_text(self, text: str) -> None: ...
+        async def _next_leg(self) -> bool: ...
         def _record_started(self, response: Mapping[str, Any]) -> None: ...
         def _gone(self, exc: RunNotFound) -> NoReturn: ...
         def _notify(self, change: str) -> None: ...
@@ -70,6 +73,8 @@ class Polling:
         self._absorb_snapshot(response)
         if self.status == "failed" and self.raise_on_failure:
             raise self.failure()
+        if await self._next_leg():  # a round of calls answered at once: follow the response that goes on
+            return await self.create()
         return self.to_response()
 
     async def poll_once(self) -> AgentResponse:
@@ -82,17 +87,20 @@ class Polling:
         self._absorb_snapshot(snapshot)
         if self.status == "failed" and self.raise_on_failure:
             raise self.failure()
+        if await self._next_leg():  # the response was a round of calls: the run goes on in a new one
+            return await self.create()
         return self.to_response()
 
     def _absorb_snapshot(self, response: dict[str, Any]) -> None:
         self.response = response
-        text = output_text(response)
+        mine = output_text(response)
+        text = None if mine is None else self.text[:self._prefix_length] + mine
         if text is not None and len(text) >= len(self.text) and text != self.text:
             self._set_text(text)
             self._from_events = False  # the snapshot's text belongs to no known event number
             self._notify("text")
         if isinstance(response.get("output"), list) and response["output"]:
-            self._items.replace(response["output"], self.text)
+            self._items.replace(response["output"], self.text, start=self._prefix_length)
             self._from_events = False
             self._notify("items")
         status = response.get("status")

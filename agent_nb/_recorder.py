@@ -54,11 +54,11 @@ class RunRecorder:
         return time.monotonic() - self._last >= self.interval
 
     def progress(self, sequence_number: int, text: str, status: str, *, now: bool = False,
-                 items: list[dict[str, Any]] | None = None) -> None:
+                 items: list[dict[str, Any]] | None = None, response_id: str | None = None) -> None:
         """Note the run's position (its text and items after that event); ``now`` writes it at once instead of
         with the next batch."""
         self._last = time.monotonic()
-        self.checkpoints.note(self.run_id, sequence_number, text, status, items=items)
+        self.checkpoints.note(self.run_id, sequence_number, text, status, items=items, response_id=response_id)
         if now:
             self.checkpoints.flush()
         failure = self.checkpoints.error_for(self.run_id)
@@ -71,6 +71,12 @@ class RunRecorder:
         """The service confirmed the run: record its response id."""
         self.record.response_id = response_id
         self._write(self.store.update, self.run_id, response_id=response_id, status=status)
+
+    def save(self, **fields: Any) -> None:
+        """Write some fields of the record as they are (the tool loop's chain, a new response of the run)."""
+        for name, value in fields.items():
+            setattr(self.record, name, value)
+        self._write(self.store.update, self.run_id, **fields)
 
     def status(self, status: str, *, error: dict[str, Any] | None = None) -> None:
         """A status that is not a stream position (a polled run's, or ``lost``); a finished record is left alone."""

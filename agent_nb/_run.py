@@ -12,11 +12,13 @@ from ._client import ResponsesClient
 from ._endings import Endings
 from ._errors import ConnectionLost, RunExpired, RunFailed, RunNotFound, StoreError
 from ._items import OutputItems
+from ._legs import Legs
 from ._polling import Polling, output_text
 from ._recorder import RunRecorder
 from ._resume import ENDED_EVENT, TERMINAL_STATUSES, GaveUp, ResumableStream
 from ._store import RunRecord
 from ._token import ContinuationToken
+from ._tool_loop import ToolLoop
 from ._updates import AgentResponse, AgentResponseUpdate
 
 __all__ = ["BackgroundRun", "Observer"]
@@ -34,7 +36,7 @@ _STATUS_OF_EVENT = {
 }
 
 
-class BackgroundRun(Polling, Endings):
+class BackgroundRun(Polling, Endings, Legs):
     """One background response: start or resume it, stream or poll it, and watch its state change.
 
     Most code gets one from ``Agent.start()`` / ``Agent.resume()`` (or through ``Agent.run``). The run keeps
@@ -51,7 +53,8 @@ class BackgroundRun(Polling, Endings):
                  create_body: Mapping[str, Any] | None = None, response_id: str | None = None,
                  after: int | None = None, text: str = "", status: str = "starting", mode: str = "stream",
                  poll_interval: float = 2.0, raise_on_failure: bool = True, deliver_after: int | None = None,
-                 background: bool = True, items: list[dict[str, Any]] | None = None) -> None:
+                 background: bool = True, items: list[dict[str, Any]] | None = None,
+                 tool_loop: ToolLoop | None = None) -> None:
         if mode not in ("stream", "poll"):
             raise ValueError(f"mode must be 'stream' or 'poll', not {mode!r}")
         self.client = client
@@ -64,7 +67,12 @@ class BackgroundRun(Polling, Endings):
         self._parts: list[str] = [text] if text else []
         self._text_cache: str | None = text
         self._text_length = len(text)
-        self._items = OutputItems(items)
+        #: Answers the calls of a response that ends with calls for the agent's tools (see ``_legs``).
+        self.tool_loop = tool_loop
+        self._prefix_items: list[dict[str, Any]] = []
+        self._prefix_length = 0
+        self._leg_end: dict[str, Any] | None = None
+        self._items = OutputItems(self._split_prefix(items))
         #: Whether ``text`` is exactly the output of events 0..sequence_number (a polled snapshot's text is not).
         self._from_events = True
         self._deliver_after = deliver_after
@@ -93,11 +101,6 @@ class BackgroundRun(Polling, Endings):
 
     def _set_text(self, text: str) -> None:
         self._parts, self._text_cache, self._text_length = [text], text, len(text)
-
-    @property
-    def items(self) -> list[dict[str, Any]]:
-        """The output items so far, as the Response object lists them: messages, reasoning, tool calls, ..."""
-        return self._items.snapshot(self.text)
 
     @property
     def terminal(self) -> bool:
@@ -158,6 +161,15 @@ class BackgroundRun(Polling, Endings):
             RunNotFound: the service no longer has the run; its record is marked ``lost``.
             ConnectionLost: reconnecting failed ``max_retries`` times in a row; ``.token`` resumes.
         """
+        while True:
+            async with contextlib.aclosing(self._response_updates()) as updates:
+                async for update in updates:
+                    yield update
+            if not await self._next_leg():
+                return
+
+    async def _response_updates(self) -> AsyncGenerator[AgentResponseUpdate, None]:
+        """The updates of the response the run is at."""
         stream = ResumableStream(self.client, self.response_id, self.sequence_number,
                                  create_body=self._create_body if self.response_id is None else None,
                                  on_reconnecting=self._reconnecting, resumable=self.background)
@@ -233,6 +245,9 @@ class BackgroundRun(Polling, Endings):
         return update
 
     def _set_status(self, status: str, response: dict[str, Any] | None) -> None:
+        if status == "completed" and self.tool_loop is not None and self.tool_loop.continues(response):
+            self._leg_end = response  # a round of calls: the run goes on in the follow-up response
+            return
         self.status = status
         if response is not None:
             if response.get("usage"):
@@ -242,14 +257,15 @@ class BackgroundRun(Polling, Endings):
         if status in TERMINAL_STATUSES:
             self.ended_at = time.time()
             final = output_text(response)
-            if final is not None and (final.startswith(self.text) or final.endswith(self.text)):
-                self._set_text(final)  # the service's text is the whole text
+            before, mine = self.text[:self._prefix_length], self.text[self._prefix_length:]
+            if final is not None and (final.startswith(mine) or final.endswith(mine)):
+                self._set_text(before + final)  # the service's text is the whole text of its response
             if response is not None and isinstance(response.get("output"), list):
-                self._items.replace(response["output"], self.text)  # and its items are the whole output
+                self._items.replace(response["output"], self.text, start=self._prefix_length)  # and its items
             if self.recorder is not None:
                 # Streamed to its end, the last event number goes with the final text; polled, none is known.
                 self.recorder.finished(status, self.text, self.sequence_number if self._from_events else None,
-                                       self.error, items=self._items.stored())
+                                       self.error, items=self._stored_items())
         elif self._from_events:
             self._checkpoint(now=True)
         elif self.recorder is not None:
@@ -260,8 +276,9 @@ class BackgroundRun(Polling, Endings):
     def _record_started(self, response: Mapping[str, Any]) -> None:
         if self.on_started is not None:
             self.on_started(self)
-        if self.recorder is not None:
-            self.recorder.started(self.response_id, response.get("status") or self.status)
+        status = response.get("status") or self.status
+        if self.recorder is not None and not self._leg_started(self.response_id, status):
+            self.recorder.started(self.response_id, status)
             self._notify_store()
 
     def _checkpoint(self, now: bool = False) -> None:
@@ -269,7 +286,8 @@ class BackgroundRun(Polling, Endings):
         if self.recorder is None or self.sequence_number is None or not self._from_events:
             return
         before = self.recorder.error
-        self.recorder.progress(self.sequence_number, self.text, self.status, now=now, items=self._items.stored())
+        self.recorder.progress(self.sequence_number, self.text, self.status, now=now, items=self._stored_items(),
+                               response_id=self.response_id)
         if self.recorder.error is not before:
             self._notify("store")
 

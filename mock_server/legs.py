@@ -40,7 +40,7 @@ def plan_this_leg(*, model: str, agent: AgentParams, input_items: list[dict[str,
     own = parse_script(metadata_script, param="metadata.mock_agent") if metadata_script else None
     if groups:
         script = own if own is not None else (previous.agent_script if previous is not None else None)
-        number = previous.leg + 1 if previous is not None and own is None else groups
+        number = previous.leg + 1 if previous is not None else groups
     else:
         script = own if own is not None else script_for_prompt
         number = 0

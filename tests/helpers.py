@@ -49,6 +49,29 @@ def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, grace: 
     return int(proc.returncode)
 
 
+def run_worker(module: str, *args: str, kill_after: int | None = None, timeout: float = 60.0
+               ) -> tuple[list[str], int]:
+    """Run ``python -m module args`` and collect the lines it prints; with ``kill_after``, SIGKILL it once it has
+    printed that many. Returns the lines and its exit code."""
+    proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if kill_after is not None and len(lines) >= kill_after:
+                proc.send_signal(signal.SIGKILL)
+                break
+        proc.wait(timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    return lines, int(proc.returncode)
+
+
 class ServerProcess:
     """``python -m mock_server`` in a subprocess, stopped (by its PID) when the test ends."""
 

@@ -67,7 +67,7 @@ class RunStore(abc.ABC):
         """Apply already-checked field values atomically and return the new record."""
 
     def checkpoint(self, run_id: str, sequence_number: int, text: str, status: str | None = None, *,
-                   items: builtins.list[dict[str, Any]] | None = None) -> bool:
+                   items: builtins.list[dict[str, Any]] | None = None, response_id: str | None = None) -> bool:
         """Record how far a run's stream got, atomically, if that is further than the store has it.
 
         ``text`` must be exactly the output of events ``0..sequence_number``, and ``items`` (when given) the output
@@ -75,14 +75,16 @@ class RunStore(abc.ABC):
         not at all, so after a crash at any moment the store holds a state that was written together. It is written only
         while the run is unfinished and ``sequence_number`` is past the stored one: a process that lags behind (or
         resumes from an older token) never moves a run back, and nothing overwrites a finished run. Also sets
-        ``status`` when given. Returns whether it was written.
+        ``status`` when given. With ``response_id``, it is written only while the run is at that response: a run
+        that goes on in a new response (a tool round) is never given the position of the one before. Returns whether
+        it was written.
         """
         fields: dict[str, Any] = {"sequence_number": sequence_number, "text": text, "updated_at": time.time()}
         if items is not None:
             fields["items"] = items
         if status is not None:
             fields["status"] = status
-        return self._advance(run_id, fields, past=sequence_number)
+        return self._advance(run_id, fields, past=sequence_number, response_id=response_id)
 
     def note_status(self, run_id: str, status: str, *, error: dict[str, Any] | None = None) -> bool:
         """Set an unfinished run's status (and its ``error`` when given); a finished run is left as it is.
@@ -96,10 +98,11 @@ class RunStore(abc.ABC):
         return self._advance(run_id, fields, past=None)
 
     @abc.abstractmethod
-    def _advance(self, run_id: str, fields: dict[str, Any], *, past: int | None) -> bool:
-        """Apply ``fields`` atomically if the run is unfinished and, when ``past`` is given, its stored sequence
-        number is None or below ``past``; return whether they were applied (:class:`StoredRunNotFound` if the run
-        is not there)."""
+    def _advance(self, run_id: str, fields: dict[str, Any], *, past: int | None,
+                 response_id: str | None = None) -> bool:
+        """Apply ``fields`` atomically if the run is unfinished, when ``past`` is given its stored sequence number
+        is None or below ``past``, and when ``response_id`` is given it is the stored one; return whether they were
+        applied (:class:`StoredRunNotFound` if the run is not there)."""
 
     @abc.abstractmethod
     def delete(self, run_id: str) -> None:

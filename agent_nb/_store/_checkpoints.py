@@ -20,6 +20,7 @@ class _Note:
     text: str
     status: str | None
     items: list[dict[str, Any]] | None
+    response_id: str | None
 
 
 class CheckpointWriter:
@@ -52,13 +53,13 @@ class CheckpointWriter:
         self._closed = False
 
     def note(self, run_id: str, sequence_number: int, text: str, status: str | None = None, *,
-             items: list[dict[str, Any]] | None = None) -> None:
+             items: list[dict[str, Any]] | None = None, response_id: str | None = None) -> None:
         """Remember the run's latest state, to be written soon. O(1); never blocks on the store."""
         with self._lock:
             previous = self._pending.get(run_id)
             if status is None and previous is not None:
                 status = previous.status  # a status change noted earlier must not be lost to a later note
-            self._pending[run_id] = _Note(sequence_number, text, status, items)
+            self._pending[run_id] = _Note(sequence_number, text, status, items, response_id)
             if not self._closed and (self._thread is None or not self._thread.is_alive()):
                 self._thread = threading.Thread(target=self._run, name="agent-nb-checkpoints", daemon=True)
                 self._thread.start()
@@ -93,7 +94,8 @@ class CheckpointWriter:
             for run_id, note in batch:
                 failure: Exception | None = None
                 try:
-                    self.store.checkpoint(run_id, note.sequence_number, note.text, note.status, items=note.items)
+                    self.store.checkpoint(run_id, note.sequence_number, note.text, note.status, items=note.items,
+                                          response_id=note.response_id)
                 except StoredRunNotFound as exc:  # deleted or pruned: retrying cannot help, so drop the note
                     error = failure = exc
                 except Exception as exc:  # kept for the next pass

@@ -18,7 +18,7 @@ TERMINAL = frozenset({"completed", "failed", "cancelled", "incomplete"})
 
 #: Every status a record may have: the service's, plus ``starting`` (not yet created) and ``lost`` (the service no
 #: longer knows it, so it can neither finish nor be resumed).
-STATUSES = TERMINAL | {"starting", "queued", "in_progress", "lost"}
+STATUSES = TERMINAL | {"starting", "queued", "in_progress", "waiting", "lost"}
 
 
 def new_run_id() -> str:
@@ -37,7 +37,9 @@ class RunRecord:
     (``openai``, ``azure``, ``compatible`` or ``mock`` for the bundled mock server): records never hold a key.
     ``items`` are the output items of the same events (reasoning, tool calls, messages with their annotations), in
     a form that does not repeat the text: each message part holds the ``_span`` of ``text`` it covers; ``output``
-    gives them back whole.
+    gives them back whole. A run with function tools spans several responses: ``chain`` records its tool rounds
+    (see ``agent_nb._tool_loop.Chain``), ``response_id`` is the response it is at, ``sequence_number`` counts that
+    response's events, and ``text`` and ``items`` are those of the responses before it followed by its own.
     """
 
     run_id: str
@@ -58,6 +60,7 @@ class RunRecord:
     updated_at: float = field(default_factory=time.time)
     service: str | None = None
     items: list[dict[str, Any]] | None = None
+    chain: dict[str, Any] | None = None
 
     @property
     def output(self) -> list[dict[str, Any]]:

@@ -21,7 +21,8 @@ DEFAULT_URL = "redis://127.0.0.1:6379/0"
 _CHUNK = 200  # runs read per round trip when listing or pruning
 
 #: RunStore._advance in one atomic script. KEYS[1] is the run's hash; ARGV[1] the sequence number the stored one must
-#: be below ("" for no condition); the rest are field/value pairs, JSON-encoded like every field of the hash.
+#: be below and ARGV[2] the response id the stored one must be ("" for no condition); the rest are field/value pairs,
+#: JSON-encoded like every field of the hash.
 _FINISHED = " or ".join(f"status == '{json.dumps(status)}'" for status in sorted(TERMINAL))
 _ADVANCE = f"""
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
@@ -31,7 +32,8 @@ if ARGV[1] ~= '' then
   local stored = redis.call('HGET', KEYS[1], 'sequence_number')
   if stored and stored ~= 'null' and tonumber(stored) >= tonumber(ARGV[1]) then return 0 end
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'response_id') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 return 1
 """
 
@@ -243,8 +245,9 @@ class RedisRunStore(RunStore):
             raise self._not_found(run_id)
         return record
 
-    def _advance(self, run_id: str, fields: dict[str, Any], *, past: int | None) -> bool:
-        args = ["" if past is None else str(past)]
+    def _advance(self, run_id: str, fields: dict[str, Any], *, past: int | None,
+                 response_id: str | None = None) -> bool:
+        args = ["" if past is None else str(past), "" if response_id is None else _dump(response_id)]
         for name, value in fields.items():
             args += [name, _dump(value)]
         with self._errors():

@@ -49,9 +49,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     ("ALTER TABLE runs ADD COLUMN service TEXT",),  # the endpoint's kind, e.g. the bundled mock server
     ("ALTER TABLE runs ADD COLUMN items TEXT",),  # the output items, as JSON
+    ("ALTER TABLE runs ADD COLUMN chain TEXT",),  # the tool rounds of a run with function tools, as JSON
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
-_JSON_COLUMNS = frozenset({"labels", "error", "items"})
+_JSON_COLUMNS = frozenset({"labels", "error", "items", "chain"})
 _ORDER = "ORDER BY created_at DESC, run_id DESC"
 _BUSY_TIMEOUT = 10.0  # seconds another process may hold the write lock before we give up
 
@@ -249,7 +250,8 @@ class SQLiteRunStore(RunStore):
             raise self._not_found(run_id)
         return _record(row)
 
-    def _advance(self, run_id: str, fields: dict[str, Any], *, past: int | None) -> bool:
+    def _advance(self, run_id: str, fields: dict[str, Any], *, past: int | None,
+                 response_id: str | None = None) -> bool:
         # One UPDATE is one transaction: every field is committed together or not at all, and the conditions are
         # checked in the same statement, so no other writer can slip in between.
         assignments = ", ".join(f"{name} = ?" for name in fields)
@@ -260,6 +262,9 @@ class SQLiteRunStore(RunStore):
         if past is not None:
             sql += " AND (sequence_number IS NULL OR sequence_number < ?)"
             params.append(past)
+        if response_id is not None:
+            sql += " AND response_id = ?"
+            params.append(response_id)
         with self._connection() as conn:
             if conn.execute(sql, params).rowcount:
                 return True

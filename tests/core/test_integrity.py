@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import signal
-import subprocess
-import sys
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,7 +23,7 @@ from agent_nb._items import OutputItems
 from mock_server import MockServer, ServerConfig
 
 from ..conftest import FAST
-from ..helpers import ROOT
+from ..helpers import run_worker
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -119,26 +116,10 @@ async def take(updates: AsyncIterator[Any], count: int) -> ContinuationToken:
 def hop_in_another_process(url: str, path: Path, token: ContinuationToken, count: int, *, kill_after: int | None
                            ) -> ContinuationToken:
     """Resume in a new process; with ``kill_after``, SIGKILL it after that many updates. Its last printed token."""
-    proc = subprocess.Popen([sys.executable, "-m", "tests.core.hop_worker", url, "sk-test", str(path), str(token),
-                             str(count if kill_after is None else 10**6)], cwd=ROOT, stdout=subprocess.PIPE,
-                            text=True)
-    last = token
-    try:
-        assert proc.stdout is not None
-        for printed, line in enumerate(proc.stdout, start=1):
-            last = ContinuationToken.parse(line.strip())
-            if kill_after is not None and printed >= kill_after:
-                proc.send_signal(signal.SIGKILL)
-                break
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
-    assert kill_after is not None or proc.returncode == 0
-    return last
+    lines, code = run_worker("tests.core.hop_worker", url, "sk-test", str(path), str(token),
+                             str(count if kill_after is None else 10**6), kill_after=kill_after, timeout=30)
+    assert kill_after is not None or code == 0
+    return ContinuationToken.parse(lines[-1]) if lines else token
 
 
 def server_status(url: str, response_id: str) -> str:

@@ -232,6 +232,18 @@ def test_checkpoint_keeps_the_items_with_the_text_and_gives_them_back_whole(stor
     assert store.get(run.run_id).output[2]["content"][0]["text"] == "Hello, wörld!"
 
 
+def test_a_checkpoint_for_another_response_of_the_run_is_refused(store: RunStore) -> None:
+    run = record(response_id="resp_leg_1")
+    store.add(run)
+    assert store.checkpoint(run.run_id, 30, expected_text(30), response_id="resp_leg_1") is True
+    store.update(run.run_id, response_id="resp_leg_2", sequence_number=None)  # the run goes on in a new response
+    # A process still following the first response is too late: its position belongs to the other response.
+    assert store.checkpoint(run.run_id, 31, expected_text(31), response_id="resp_leg_1") is False
+    assert store.checkpoint(run.run_id, 0, expected_text(0), response_id="resp_leg_2") is True
+    got = store.get(run.run_id)
+    assert (got.response_id, got.sequence_number, got.text) == ("resp_leg_2", 0, expected_text(0))
+
+
 def test_a_checkpoint_never_moves_a_run_back(store: RunStore) -> None:
     run = record(response_id="resp_ahead")
     store.add(run)
@@ -527,11 +539,12 @@ class CountingStore(RunStore):
     def _update(self, run_id: str, fields: dict[str, Any]) -> RunRecord:
         return self.inner.update(run_id, **fields)
 
-    def _advance(self, run_id: str, fields: dict[str, Any], *, past: int | None) -> bool:
+    def _advance(self, run_id: str, fields: dict[str, Any], *, past: int | None,
+                 response_id: str | None = None) -> bool:
         if self.fail_with is not None:
             raise self.fail_with
         self.checkpoints += past is not None
-        return self.inner._advance(run_id, fields, past=past)
+        return self.inner._advance(run_id, fields, past=past, response_id=response_id)
 
     def delete(self, run_id: str) -> None:
         self.inner.delete(run_id)
