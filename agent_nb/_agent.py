@@ -228,7 +228,8 @@ class Agent:
         if record is not None and not record.terminal and stored is not None and wanted is not None and \
                 stored <= wanted:
             after, text, items = stored, record.text, record.items
-        status = record.status if record is not None and record.status in ("queued", "in_progress") else "in_progress"
+        status = record.status if record is not None and record.status in ("queued", "in_progress", "waiting") \
+            else "in_progress"
         return BackgroundRun(client, recorder=recorder, response_id=token.response_id, after=after, text=text,
                              items=items, status=status, deliver_after=wanted if wanted != after else None,
                              **options)

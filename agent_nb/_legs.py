@@ -7,9 +7,12 @@ of the responses before (the ``prefix``). The run's token always resumes the res
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
+from ._approvals import ApprovalRequest
 from ._errors import ToolOutputsUnknown, ToolRoundsExceeded
 from ._items import OutputItems, expand_items
 
@@ -43,6 +46,7 @@ class Legs:
         @property
         def text(self) -> str: ...
         def _notify(self, change: str) -> None: ...
+        def start(self) -> asyncio.Task[Any]: ...
 
     def _split_prefix(self, items: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
         """Items from the store: those of earlier responses become the prefix; the rest are this response's."""
@@ -74,6 +78,9 @@ class Legs:
             return False
         try:
             body = await self.tool_loop.advance(self, response)  # type: ignore[arg-type]
+            if body is None:  # a call waits for a person: the run waits with it
+                self._wait_for_approval()
+                return False
         except ToolRoundsExceeded as exc:
             self._end_loop("failed", "max_tool_rounds", str(exc))
             raise
@@ -88,6 +95,34 @@ class Legs:
         self._from_events = True
         self._notify("items")
         return True
+
+    @property
+    def user_input_requests(self) -> list[ApprovalRequest]:
+        """What the run waits for while its status is ``waiting``: calls that need a person's approval."""
+        if self.tool_loop is None:
+            return []
+        return [ApprovalRequest(call, self._answer) for call in self.tool_loop.pending()]
+
+    def _wait_for_approval(self) -> None:
+        self.status = "waiting"
+        if self.recorder is not None:
+            self.recorder.status("waiting")
+        self._notify("status")
+
+    def _answer(self, call_id: str, approved: bool, reason: str | None) -> None:
+        """A person's decision; the last one continues the run (in a task, when an event loop is running)."""
+        assert self.tool_loop is not None
+        self.tool_loop.decide(self, call_id, approved, reason)  # type: ignore[arg-type]
+        self._notify("approval")
+        if self.tool_loop.pending() or self.status != "waiting":
+            return
+        self.status = "in_progress"
+        if self.recorder is not None:
+            self.recorder.status("in_progress")
+        self._notify("status")
+        with contextlib.suppress(RuntimeError):  # no running loop: wait() continues it
+            asyncio.get_running_loop()
+            self.start()
 
     def _leg_started(self, response_id: str | None, status: str) -> bool:
         """Record that the follow-up response exists (if this is one); True if it was."""

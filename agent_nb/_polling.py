@@ -110,7 +110,7 @@ class Polling:
     async def _poll_to_end(self) -> None:
         if self.response_id is None:
             await self.create()
-        while not self.terminal:
+        while not self.terminal and self.status != "waiting":
             await asyncio.sleep(self.poll_interval)
             await self.poll_once()
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from ._client import ResponsesClient
 from ._endings import Endings
-from ._errors import ConnectionLost, RunExpired, RunFailed, RunNotFound, StoreError
+from ._errors import ConnectionLost, RunError, RunExpired, RunFailed, RunNotFound, StoreError
 from ._items import OutputItems
 from ._legs import Legs
 from ._polling import Polling, output_text
@@ -110,7 +110,7 @@ class BackgroundRun(Polling, Endings, Legs):
     def token(self) -> ContinuationToken | None:
         """Resumes right after the last event received; ``None`` before the run is known, once it has ended, and
         for a response created without ``background`` (which cannot be resumed)."""
-        if self.response_id is None or self.terminal or not self.background:
+        if self.response_id is None or self.terminal or not self.background or self.status == "waiting":
             return None
         return ContinuationToken(self.response_id, self.sequence_number)
 
@@ -146,7 +146,7 @@ class BackgroundRun(Polling, Endings, Legs):
     def to_response(self) -> AgentResponse:
         return AgentResponse(text=self.text, status=self.status, response_id=self.response_id,
                              continuation_token=self.token, usage=self.usage, error=self.error, run_id=self.run_id,
-                             raw=self.response, items=self.items)
+                             raw=self.response, items=self.items, user_input_requests=self.user_input_requests)
 
     def __repr__(self) -> str:
         return (f"<BackgroundRun {self.run_id or ''} {self.response_id or '(not started)'} {self.status}, "
@@ -160,8 +160,15 @@ class BackgroundRun(Polling, Endings, Legs):
             RunFailed: the run failed (unless ``raise_on_failure`` is False).
             RunNotFound: the service no longer has the run; its record is marked ``lost``.
             ConnectionLost: reconnecting failed ``max_retries`` times in a row; ``.token`` resumes.
+            RunError: the run is already being followed in its task (``start()``, ``wait()``, or an approval
+                answered): two followers would fold every event twice. Watch it with ``add_observer`` instead.
         """
-        while True:
+        if self.running and asyncio.current_task() is not self._task:
+            raise RunError(f"Run {self.run_id or self.response_id} is already being followed in the background "
+                           "(by start(), wait() or an answered approval); await run.wait() or watch it with "
+                           "run.add_observer() instead of streaming it a second time.",
+                           response_id=self.response_id)
+        while not (self.status == "waiting" and self.user_input_requests):  # else it waits for a person
             async with contextlib.aclosing(self._response_updates()) as updates:
                 async for update in updates:
                     yield update
@@ -311,6 +318,8 @@ class BackgroundRun(Polling, Endings, Legs):
             if self.terminal:  # a finished run re-attached from the store: nothing left to follow
                 if self.status == "failed" and self.raise_on_failure:
                     raise self.failure()
+            elif self.status == "waiting" and self.user_input_requests:
+                pass  # it goes on once a person answers
             elif self.mode == "poll":
                 await self._poll_to_end()
             else:

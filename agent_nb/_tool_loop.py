@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._approvals import approval_requests, decided_output, rejection
 from ._errors import ToolOutputsUnknown, ToolRoundsExceeded
 from ._tools import FunctionTool
 
@@ -62,8 +63,10 @@ _PER_RESPONSE = frozenset({"input", "previous_response_id", "stream", "backgroun
 
 def loop_for(tools: list[FunctionTool], body: Mapping[str, Any], chain: Mapping[str, Any] | None, *,
              max_rounds: int = DEFAULT_MAX_ROUNDS) -> ToolLoop | None:
-    """The tool loop of a run: from its stored chain, or a new one when the agent has function tools."""
-    if chain is None and not tools:
+    """The tool loop of a run: from its stored chain, or a new one when it has function tools or an MCP server (whose
+    calls may wait for approval)."""
+    hosted_mcp = any(isinstance(t, Mapping) and t.get("type") == "mcp" for t in body.get("tools") or ())
+    if chain is None and not tools and not hosted_mcp:
         return None
     state = Chain.from_dict(chain) if chain is not None else Chain(
         body={k: v for k, v in body.items() if k not in _PER_RESPONSE})
@@ -105,10 +108,26 @@ class ToolLoop:
         """Whether this response is a round of calls the loop answers (rather than the run's end)."""
         if not response or response.get("status") != "completed":
             return False
-        return bool(function_calls(response))
+        return bool(function_calls(response) or approval_requests(dict(response)))
 
-    async def advance(self, run: BackgroundRun, response: Mapping[str, Any]) -> dict[str, Any]:
-        """Answer the response's calls: run what has no recorded output yet, and return the follow-up's body.
+    def pending(self) -> list[dict[str, Any]]:
+        """The round's calls waiting for a person's decision."""
+        return [call for call in self.chain.calls if call.get("approval") == "pending"]
+
+    def decide(self, run: BackgroundRun, call_id: str, approved: bool, reason: str | None) -> None:
+        """Record a person's decision on a pending call."""
+        for call in self.pending():
+            if call.get("call_id", call.get("id")) == call_id or call.get("id") == call_id:
+                call["approval"], call["reason"] = ("approved" if approved else "rejected"), reason
+                if not approved and call.get("kind") != "mcp":
+                    call["output"] = rejection(reason)
+                self._save(run)
+                return
+        raise KeyError(call_id)
+
+    async def advance(self, run: BackgroundRun, response: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Answer the response's calls: run what has no recorded output yet, and return the follow-up's body
+        (``None`` while a call waits for approval).
 
         Raises:
             ToolRoundsExceeded: the run has made ``max_rounds`` rounds already.
@@ -124,8 +143,10 @@ class ToolLoop:
                     response_id=response_id)
             chain.legs.append(response_id)
             chain.rounds += 1
-            chain.calls = [{"call_id": c.get("call_id"), "name": c.get("name"), "arguments": c.get("arguments"),
-                            "output": None} for c in function_calls(response)]
+            chain.calls = [self._entry(c) for c in function_calls(response)] + [
+                {"kind": "mcp", "id": r.get("id"), "name": r.get("name"), "arguments": r.get("arguments"),
+                 "server_label": r.get("server_label"), "output": None, "approval": "pending"}
+                for r in approval_requests(dict(response))]
             chain.step = "tools"
             self._save(run)
         elif chain.step == "submitting":
@@ -133,21 +154,34 @@ class ToolLoop:
                 f"Run {run.run_id or response_id} stopped while submitting the outputs of its tool calls, so it is "
                 "unknown whether the service got them; agent-nb does not submit them twice. Start the run again.",
                 response_id=response_id)
-        await asyncio.gather(*(self._invoke(run, call) for call in chain.calls if call["output"] is None))
+        if self.pending():
+            chain.step = "waiting"
+            self._save(run)
+            return None
+        chain.step = "tools"
+        await asyncio.gather(*(self._invoke(run, call) for call in chain.calls
+                               if call["output"] is None and call.get("kind") != "mcp"))
         chain.step = "submitting"
         self._save(run)
         return {**chain.body, "input": self.outputs(), "previous_response_id": response_id,
                 "background": run.background, "store": True}
 
     def outputs(self) -> list[dict[str, Any]]:
-        """The round's ``function_call_output`` items."""
-        return [{"type": "function_call_output", "call_id": call["call_id"], "output": call["output"]}
-                for call in self.chain.calls]
+        """The round's ``function_call_output`` (and ``mcp_approval_response``) items."""
+        return [decided_output(call) for call in self.chain.calls]
 
     def submitted(self, prefix_count: int, prefix_length: int) -> None:
         """The follow-up response exists: the round is over."""
         self.chain.calls, self.chain.step = [], ""
         self.chain.prefix_count, self.chain.prefix_length = prefix_count, prefix_length
+
+    def _entry(self, call: Mapping[str, Any]) -> dict[str, Any]:
+        tool = self.tools.get(str(call.get("name")))
+        entry = {"call_id": call.get("call_id"), "name": call.get("name"), "arguments": call.get("arguments"),
+                 "output": None}
+        if tool is not None and tool.approval_mode == "always_require":
+            entry["approval"] = "pending"
+        return entry
 
     async def _invoke(self, run: BackgroundRun, call: dict[str, Any]) -> None:
         tool = self.tools.get(str(call.get("name")))

@@ -77,6 +77,8 @@ class AgentResponse:
     raw: dict[str, Any] | None = field(default=None, repr=False)
     #: The output items (the Response object's ``output``): messages, reasoning, tool calls, approval requests.
     items: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    #: While ``status`` is ``waiting``: the calls that wait for a person's approval (``approve()`` / ``reject()``).
+    user_input_requests: list[Any] = field(default_factory=list, repr=False)
 
     @property
     def contents(self) -> list[Content]:
