@@ -67,6 +67,12 @@ class Legs:
     def _stored_items(self) -> list[dict[str, Any]]:
         return self._prefix_items + self._items.stored()
 
+    @property
+    def stored_items(self) -> list[dict[str, Any]]:
+        """The items in the run store's form: as ``items``, but each message part holds the ``_span`` of ``text``
+        it covers instead of a copy of it (cheap to take however long the answer is)."""
+        return self._stored_items()
+
     def tool_finished(self, call: dict[str, Any]) -> None:
         """A tool call of the current round has its output (called by the tool loop)."""
         self._notify("tools")

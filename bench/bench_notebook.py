@@ -4,6 +4,8 @@
   real IPython kernel (widget state goes out over comms as it would in JupyterLab).
 * Redraws per second of the widget on a paced stream, against its limit (``REDRAWS_PER_SECOND``).
 * The time ``%load_ext agent_nb`` takes in a fresh kernel, against ``import ipywidgets`` alone.
+* What one redraw of the answer costs (kernel CPU, and HTML sent to the browser) when the answer is 1 MB, against
+  when it is 10 KB (the goal: within 2x), and against re-rendering the whole answer as a single HTML widget would.
 
 Run: ``python bench/bench_notebook.py [--deltas 20000]``. The mock server runs as a subprocess.
 """
@@ -110,7 +112,42 @@ def load_time(env: dict[str, str], statement: str, repeat: int) -> float:
     return statistics.median(times)
 
 
+def redraw_cost(size: int) -> tuple[float, float, float]:
+    """CPU seconds and characters of HTML per redraw while an answer grows to ``size`` characters (over its last
+    40,000 characters, one paragraph per redraw), and the CPU of re-rendering the whole answer once."""
+    import time
+
+    sys.path.insert(0, str(ROOT))
+    from agent_nb.notebook._answer_view import AnswerView
+    from agent_nb.notebook._markdown import render_markdown
+
+    paragraph = "The market grew **4%** in Q4, per [the report](https://example.com/r). " * 3 + "\n\n"
+    text = paragraph * (max(0, size - 40_000) // len(paragraph))
+    view = AnswerView()
+    view.show(text)
+    sent_before, started, count = view.sent, time.process_time(), 0
+    while len(text) < size:
+        text += paragraph
+        view.show(text)
+        count += 1
+    paged = (time.process_time() - started) / count
+    sent = (view.sent - sent_before) / count
+    started = time.process_time()
+    render_markdown(text)
+    return paged, sent, time.process_time() - started
+
+
+def redraws(repeat: int) -> None:
+    small = min((redraw_cost(10_000) for _ in range(repeat)), key=lambda r: r[0])
+    large = min((redraw_cost(1_000_000) for _ in range(repeat)), key=lambda r: r[0])
+    print(f"one redraw of the answer: 10 KB answer {1000 * small[0]:.2f} ms CPU, {small[1] / 1024:.1f} KiB HTML; "
+          f"1 MB answer {1000 * large[0]:.2f} ms, {large[1] / 1024:.1f} KiB -> {large[0] / small[0]:.2f}x CPU, "
+          f"{large[1] / small[1]:.2f}x bytes (goal: within 2x); re-rendering the whole 1 MB answer instead: "
+          f"{1000 * large[2]:.0f} ms per redraw ({large[2] / large[0]:.0f}x the paged view)")
+
+
 def main(deltas: int, repeat: int) -> None:
+    redraws(repeat)
     port = free_port()
     server = start_server(port)
     url = f"http://127.0.0.1:{port}/v1"

@@ -14,6 +14,7 @@ from typing import Any
 from ._handle import NotebookRun
 from ._markdown import render_markdown
 from ._style import label, muted, status_html
+from ._timeline import block_html, citations_html
 
 __all__ = ["RunCard"]
 
@@ -51,7 +52,7 @@ class RunCard:
                  *(f"<div>{line}</div>" for line in self.facts()),
                  f"<p>{html.escape(note)}</p>" if note else "",
                  f"<p>{html.escape(h.store_warning)}</p>" if h.store_warning else "",
-                 render_markdown(h.text)]
+                 *_steps(h.items), render_markdown(h.text), citations_html(h.items)]
         body = "".join(part for part in parts if part)
         title = f"agent-nb run{f' {h.name!r}' if h.name else ''}: {label(h.phase)}" + \
             ("" if h.finished else " (as last seen)")
@@ -62,6 +63,11 @@ class RunCard:
             "text/html": f'<div class="agent-nb-saved" data-agent-nb-run="{html.escape(h.key)}">{body}</div>',
             "text/plain": "\n".join(line for line in plain if line),
         }
+
+
+def _steps(items: list[dict[str, Any]]) -> list[str]:
+    results = {i.get("call_id"): str(i.get("output")) for i in items if i.get("type") == "function_call_output"}
+    return [block_html(i, results.get(i.get("call_id"))) for i in items]
 
 
 def reconnected(times: int) -> str:

@@ -155,6 +155,31 @@ class NotebookRun:
         return self.run.text if self.run is not None else ""
 
     @property
+    def items(self) -> list[dict[str, Any]]:
+        """The run's output items in the store's form (message text as spans of ``text``)."""
+        return self.run.stored_items if self.run is not None else []
+
+    @property
+    def requests(self) -> list[Any]:
+        """The calls waiting for approval (while the run is ``waiting``)."""
+        return self.run.user_input_requests if self.run is not None and self.phase == "waiting" else []
+
+    def answer(self, request_id: str, approved: bool, reason: str | None = None) -> None:
+        """Approve or refuse a pending call (what the widget's buttons do); the last answer continues the run."""
+        self.loop.submit(self._answer(request_id, approved, reason))
+
+    async def _answer(self, request_id: str, approved: bool, reason: str | None) -> None:
+        run = self.run
+        request = next((r for r in self.requests if r.id == request_id), None)
+        if run is None or request is None:
+            return
+        request.approve() if approved else request.reject(reason)
+        if run.status != "waiting":  # every request is answered: follow the run as it goes on
+            self.phase = run.status
+            self._emit("status")
+            self._drive(lambda: run, None)
+
+    @property
     def status(self) -> str:
         return self.phase
 
@@ -214,8 +239,8 @@ class NotebookRun:
     def can_cancel(self) -> bool:
         """Whenever the service may still be working on the run: while it streams, and after the connection was
         lost too (a run left going costs money)."""
-        return self.response_id is not None and self.phase not in FINISHED and self.run is not None and \
-            self.run.background
+        return self.response_id is not None and self.phase not in FINISHED and self.phase != "waiting" and \
+            self.run is not None and self.run.background
 
     # -- acting -------------------------------------------------------------------------------------------------
     def wait(self, timeout: float | None = None) -> AgentResponse | None:

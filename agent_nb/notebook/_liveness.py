@@ -51,6 +51,15 @@ _CSS = """
 .agent-nb-run .agent-nb-text .widget-html-content, .agent-nb-run .agent-nb-notes .widget-html-content {
   line-height: var(--jp-content-line-height, 1.6);
 }
+.agent-nb-run .agent-nb-step { margin: 1px 0; color: var(--jp-ui-font-color1, inherit); }
+.agent-nb-run .agent-nb-step summary { cursor: pointer; }
+.agent-nb-run .agent-nb-pre, .agent-nb-saved .agent-nb-pre {
+  max-height: 14em; overflow: auto; font-size: var(--jp-code-font-size, 13px); margin: 2px 0 4px 1.5em;
+  background: var(--jp-layout-color2, #f5f5f5); color: var(--jp-content-font-color1, inherit); padding: 4px;
+  white-space: pre-wrap;
+}
+.agent-nb-run .agent-nb-approval { border-left: 3px solid var(--jp-warn-color1, #f57c00); padding-left: 8px; }
+.agent-nb-run .agent-nb-current-step .widget-html-content { font-style: italic; }
 """
 
 

@@ -28,6 +28,7 @@ __all__ = ["AgentMagics"]
 def _cell_parser() -> Parser:
     parser = Parser(prog="%%agent", add_help=False,
                      description="Start a background run with the cell as the prompt; returns at once.")
+    parser.add_argument("--agent", metavar="NAME", help="run with the Agent bound to NAME (its tools, instructions)")
     parser.add_argument("--model", help="model for this run")
     parser.add_argument("--instructions", help="system instructions for this run")
     parser.add_argument("--session", help="a conversation name: a later cell in the same session continues it")
@@ -104,7 +105,7 @@ class AgentMagics(Magics, Commands):  # type: ignore[misc]
         prompt = cell.strip()
         if not prompt:
             raise UsageError("%%agent needs a prompt in the cell body.")
-        agent = self.agent()
+        agent = self._named_agent(args.agent) if args.agent else self.agent()
         cell_key = self._cell_key(cell, args.session)
         live = None if args.new else next(
             (h for h in reversed(self.runs) if h.cell_key == (cell_key, prompt) and h.running), None)
@@ -124,8 +125,10 @@ class AgentMagics(Magics, Commands):  # type: ignore[misc]
             if args.session:
                 session = self.sessions.setdefault(args.session, AgentSession())
                 after = self.last_in_session.get(args.session)
-            options: dict[str, Any] = {"model": args.model or self.model, "labels": {"cell": cell_key}}
-            instructions = args.instructions if args.instructions is not None else self.instructions
+            options: dict[str, Any] = {"model": args.model or (agent.model if args.agent else self.model),
+                                       "labels": {"cell": cell_key}}
+            instructions = args.instructions if args.instructions is not None else \
+                (agent.instructions if args.agent else self.instructions)
             if instructions:
                 options["instructions"] = instructions
             if args.max_output_tokens:
@@ -139,6 +142,18 @@ class AgentMagics(Magics, Commands):  # type: ignore[misc]
         handle.cell_key = (cell_key, prompt)
         self._show(handle, args.out, wait=args.wait or self.wait_by_default)
         return None
+
+    def _named_agent(self, name: str) -> Agent:
+        """The :class:`Agent` the notebook bound to ``name`` (``--agent NAME``)."""
+        namespace = self.shell.user_ns if self.shell is not None else {}
+        if name not in namespace:
+            raise UsageError(f"--agent {name}: nothing is called {name!r} in this notebook; create it first, e.g. "
+                             f"{name} = Agent(tools=[...]).")
+        agent = namespace[name]
+        if not isinstance(agent, Agent):
+            raise UsageError(f"--agent {name}: {name!r} is a {type(agent).__name__}, not an agent_nb Agent (make one "
+                             "with Agent(...) or OpenAIResponsesClient(...).as_agent(...)).")
+        return agent
 
     def _show(self, handle: NotebookRun, out: str | None, *, wait: bool) -> None:
         """Display the run: its saved view, which stands in for it once the kernel is gone (hidden while the live

@@ -19,11 +19,12 @@ _BAD = "var(--jp-error-color1, #d32f2f)"
 COLOURS = {
     "starting": _NEUTRAL, "queued": _NEUTRAL, "in_progress": _BRAND, "reconnecting": _WARN, "completed": _GOOD,
     "failed": _BAD, "cancelled": _NEUTRAL, "incomplete": _WARN, "disconnected": _BAD, "lost": _BAD, "error": _BAD,
+    "waiting": _WARN,
 }
 LABELS = {
     "starting": "starting", "queued": "queued", "in_progress": "in progress", "reconnecting": "reconnecting…",
     "completed": "completed", "failed": "failed", "cancelled": "cancelled", "incomplete": "incomplete",
-    "disconnected": "connection lost", "lost": "lost", "error": "error",
+    "disconnected": "connection lost", "lost": "lost", "error": "error", "waiting": "waiting for approval",
 }
 #: Phases after which nothing more happens to the run from this kernel: the service ended it, no longer has it, or
 #: it never started.

@@ -16,12 +16,14 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from ._activity_view import ActivityView
+from ._answer_view import AnswerView
 from ._card import RunCard, reconnected
 from ._handle import NotebookRun
 from ._liveness import Liveness
-from ._markdown import render_markdown
 from ._publish import publish
 from ._style import label, muted, status_html
+from ._timeline import citations_html
 
 __all__ = ["RunWidget"]
 
@@ -45,8 +47,9 @@ class RunWidget(widgets.VBox):  # type: ignore[misc]
                                       layout=widgets.Layout(width="100%"),
                                       tooltip="Copy this to resume the run anywhere: %agent resume TOKEN")
         self.token_note = widgets.HTML()
-        self.body = widgets.HTML(layout=widgets.Layout(max_height="40em", overflow="auto"))
-        self.body.add_class("agent-nb-text")
+        self.activity = ActivityView(handle.answer)
+        self.body = AnswerView(layout=widgets.Layout(max_height="40em", overflow="auto"))
+        self.sources = widgets.HTML()
         self.message = widgets.HTML()
         self.message.add_class("agent-nb-notes")
         self.stale_note = widgets.HTML()
@@ -62,10 +65,11 @@ class RunWidget(widgets.VBox):  # type: ignore[misc]
         self.liveness = Liveness(handle.key)
         header = widgets.HBox([self.status_line, self.elapsed_label, self.resume_button, self.cancel_button])
         super().__init__([header, self.stale_note, self.meta, self.token_box, self.token_note, self.message,
-                          self.body, self.liveness], **kwargs)
+                          self.activity, self.body, self.sources, self.liveness], **kwargs)
         self.add_class("agent-nb-run")
         self.redraws = 0
         self._rendered_length = -1
+        self._drawn_items: tuple[int, int] | None = None
         self._dirty = True
         self._spin = 0
         self._last_draw = 0.0
@@ -90,8 +94,8 @@ class RunWidget(widgets.VBox):  # type: ignore[misc]
 
     # -- updates ----------------------------------------------------------------------------------------------
     def _on_change(self, handle: NotebookRun, change: str) -> None:
-        if change == "text":
-            self._dirty = True  # drawn by the next tick, not now: deltas can come thousands a second
+        if change in ("text", "items", "tools"):
+            self._dirty = True  # drawn by the next tick, not now: events can come thousands a second
             return
         self.refresh(force=True)
         if change == "done" and handle.finished:
@@ -139,18 +143,30 @@ class RunWidget(widgets.VBox):  # type: ignore[misc]
                                  f"<code>%agent resume {html.escape(target)}</code>.") if target else ""
         self.resume_button.disabled = not handle.can_resume
         self.cancel_button.disabled = not handle.can_cancel
-        text = handle.text
-        if (self._dirty or force) and len(text) != self._rendered_length and \
-                (force or now - self._last_draw >= 1 / REDRAWS_PER_SECOND):
-            self.body.value = render_markdown(text)
-            self._rendered_length = len(text)
+        if (self._dirty or force) and (force or now - self._last_draw >= 1 / REDRAWS_PER_SECOND):
+            self._draw_run(live)
             self._last_draw = now
-            self.redraws += 1
             self._dirty = False
         if self.saved_handle is not None and not self._ended and (
                 phase != self._saved_phase or now - self._saved_at >= SAVED_VIEW_INTERVAL):
             self._saved_phase, self._saved_at = phase, now
             publish(self.saved_handle.update, RunCard(handle))
+
+    def _draw_run(self, live: bool) -> None:
+        """The activity, the answer and its sources: only the parts that changed since the last draw."""
+        handle = self.handle
+        items = handle.items
+        self.activity.show(items, handle.phase, handle.requests, live=live)
+        text = handle.text
+        if len(text) != self._rendered_length:
+            self.body.show(text)
+            self._rendered_length = len(text)
+            self.redraws += 1
+        annotations = sum(len(p.get("annotations") or []) for i in items if i.get("type") == "message"
+                          for p in i.get("content") or [] if isinstance(p, dict))
+        if (len(items), annotations) != self._drawn_items:
+            self._drawn_items = (len(items), annotations)
+            self.sources.value = citations_html(items)
 
     def end(self) -> None:
         """The run has ended: the saved view, final now, takes the live view's place in the notebook."""

@@ -1,0 +1,117 @@
+"""The run widget shows the agent at work: the current step, a block per step, sources, approvals with buttons, and
+an answer drawn in pages; everything from the model stays inert."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+
+from agent_nb import Agent, ResponsesClient, tool
+from agent_nb.notebook import NotebookRun, RunCard, RunWidget
+from agent_nb.notebook._answer_view import PAGE_SIZE, AnswerView
+from mock_server import MockServer
+
+from ..helpers import wait_until
+
+HOSTILE = "<script>alert(2)</script>"
+FAST = "tokens=30,tps=0,ttft=0,queue_delay=0,tool_time=0"
+
+
+def agent_cell(shell: InteractiveShell, agent: Agent, steps: list[dict[str, Any]], *, wait: bool) -> NotebookRun:
+    shell.user_ns["analyst"] = agent
+    script = shlex.quote(f"mock_agent={json.dumps(steps)}")
+    shell.run_cell_magic("agent", f"-o _run --agent analyst {'--wait' if wait else ''} --metadata "
+                                  f"mock_options={FAST} --metadata {script}", "Research this")
+    handle = shell.user_ns["_run"]
+    assert isinstance(handle, NotebookRun)
+    return handle
+
+
+def test_each_step_its_sources_and_the_tools_results_are_shown_and_inert(shell: InteractiveShell,
+                                                                         mock: MockServer) -> None:
+    @tool
+    def lookup(term: str) -> str:
+        return f'found <img src=x onerror="alert(1)"> {term}'
+
+    agent = Agent(ResponsesClient(mock.url, "sk-test"), model="o3", tools=[lookup], store=False)
+    steps = [{"reasoning": HOSTILE}, {"search": HOSTILE}, {"open_page": "https://example.com/a"},
+             {"code": "print(1)", "logs": HOSTILE}, {"call": "lookup", "arguments": {"term": HOSTILE}},
+             {"answer": f"Per the source {HOSTILE}.", "citations": [
+                 {"url": "https://example.com/a", "title": HOSTILE, "text": "Per the source"},
+                 {"url": "javascript:alert(3)", "title": "evil", "text": "source"}]}]
+    handle = agent_cell(shell, agent, steps, wait=True)
+    assert handle.status == "completed", handle.message
+    widget = RunWidget.for_run(handle)
+    widget.refresh(force=True)
+    blocks = [child.value for child in widget.activity.steps.children]
+    assert len(blocks) == 5  # reasoning, search, page, code, call (the answer is drawn below, outputs in the call)
+    assert "🧠 Reasoning" in blocks[0] and "searching: " in blocks[1] and "reading example.com/a" in blocks[2]
+    assert "🧮 Code" in blocks[3] and "🛠️ lookup(" in blocks[4] and "found &lt;img" in blocks[4]
+    sources = widget.sources.value
+    assert '<a href="https://example.com/a" target="_blank" rel="noopener noreferrer nofollow">' in sources
+    card = RunCard(handle)._repr_mimebundle_()["text/html"]
+    for shown in [*blocks, sources, widget.body.value, card]:
+        assert "<script" not in shown and "<img" not in shown and "onerror=\"" not in shown
+        assert 'href="javascript:' not in shown
+    assert "&lt;script&gt;" in blocks[0] and "evil" in sources  # shown as text, not linked
+    assert widget.activity.step_line.value == ""  # no "now: …" once the run is over
+
+
+def test_an_approval_is_answered_with_the_widgets_button_and_the_run_goes_on(shell: InteractiveShell,
+                                                                            mock: MockServer) -> None:
+    sent: list[int] = []
+
+    @tool(approval_mode="always_require")
+    def transfer(amount: int) -> str:
+        sent.append(amount)
+        return f"sent {amount}"
+
+    agent = Agent(ResponsesClient(mock.url, "sk-test"), model="o3", tools=[transfer], store=False)
+    handle = agent_cell(shell, agent, [{"call": "transfer", "arguments": {"amount": 5}},
+                                       {"answer": "Done: {output}"}], wait=False)
+    wait_until(lambda: handle.status == "waiting", what="the run to wait for approval")
+    widget = RunWidget.for_run(handle)
+    widget.refresh(force=True)
+    assert "waiting for your approval to call transfer" in widget.activity.step_line.value
+    assert widget.cancel_button.disabled  # the response has ended: there is nothing to cancel, only to answer
+    (row,) = widget.activity.approvals.children
+    assert "transfer" in row.children[0].value and "&quot;amount&quot;: 5" in row.children[0].value
+    approve = row.children[1].children[0]
+    assert approve.description == "Approve" and sent == []
+    approve.click()
+    wait_until(lambda: handle.finished, what="the approved run to finish")
+    assert (handle.status, handle.text, sent) == ("completed", "Done: sent 5", [5])
+    widget.refresh(force=True)
+    assert widget.activity.approvals.children == ()
+
+
+def test_an_unknown_agent_name_is_a_usage_error(shell: InteractiveShell) -> None:
+    with pytest.raises(UsageError, match="nothing is called 'nobody'"):
+        shell.run_cell_magic("agent", "--agent nobody", "Hi")
+    shell.user_ns["notagent"] = [1, 2]
+    with pytest.raises(UsageError, match="is a list, not an agent_nb Agent"):
+        shell.run_cell_magic("agent", "--agent notagent", "Hi")
+
+
+def test_the_answer_is_drawn_in_pages_so_a_redraw_sends_only_the_page_being_written() -> None:
+    view = AnswerView()
+    paragraph = "word " * 200 + "\n\n"
+    text = ""
+    most = 0
+    for _ in range(400):  # ~400 KB of answer
+        text += paragraph
+        before = view.sent
+        view.show(text)
+        most = max(most, view.sent - before)
+    assert len(view.children) > 10
+    assert most < 3 * PAGE_SIZE  # what one redraw sends does not grow with the answer
+    assert view.value.count("<p>") == 400  # and nothing was lost between pages
+    fenced = AnswerView()
+    code = "```\n" + "x = 1\n\n" * 5000 + "```\n"
+    fenced.show(code)
+    assert len(fenced.children) == 1  # never cut inside fenced code
