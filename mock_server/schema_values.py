@@ -14,8 +14,10 @@ _MAX_DEPTH = 8
 
 
 def schema_value(schema: object, rng: random.Random, *, strict: bool = True,
-                 defs: dict[str, Any] | None = None, depth: int = 0) -> Any:
-    """A value that validates against ``schema``; ``strict`` fills every property, not only the required ones."""
+                 defs: dict[str, Any] | None = None, depth: int = 0, prompt: str = "") -> Any:
+    """A value that validates against ``schema``; ``strict`` fills every property, not only the required ones.
+
+    A plausible value the ``prompt`` mentions (a ticker, a city) is preferred, as a model would pick it."""
     if not isinstance(schema, dict) or depth > _MAX_DEPTH:
         return None
     defs = defs if defs is not None else {**schema.get("definitions", {}), **schema.get("$defs", {})}
@@ -35,7 +37,7 @@ def schema_value(schema: object, rng: random.Random, *, strict: bool = True,
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
     if kind == "object" or (kind is None and "properties" in schema):
-        return _object(schema, rng, strict, defs, depth)
+        return _object(schema, rng, strict, defs, depth, prompt)
     if kind == "array":
         low = int(schema.get("minItems", 1))
         high = max(low, min(int(schema.get("maxItems", 2)), low + 2))
@@ -51,7 +53,7 @@ def schema_value(schema: object, rng: random.Random, *, strict: bool = True,
 
 
 def _object(schema: dict[str, Any], rng: random.Random, strict: bool, defs: dict[str, Any],
-            depth: int) -> dict[str, Any]:
+            depth: int, prompt: str = "") -> dict[str, Any]:
     properties = schema.get("properties") or {}
     required = set(schema.get("required") or [])
     value = {}
@@ -60,8 +62,9 @@ def _object(schema: dict[str, Any], rng: random.Random, strict: bool, defs: dict
             hint = _NAME_HINTS.get(name.lower())
             plain = isinstance(sub, dict) and sub.get("type") == "string" and not ({"enum", "format", "const",
                                                                                    "pattern"} & sub.keys())
-            value[name] = rng.choice(hint) if hint and plain else schema_value(sub, rng, strict=strict, defs=defs,
-                                                                                depth=depth + 1)
+            mentioned = [h for h in hint or () if h.lower() in prompt.lower()]
+            value[name] = rng.choice(mentioned or hint) if hint and plain else schema_value(
+                sub, rng, strict=strict, defs=defs, depth=depth + 1)
     return value
 
 

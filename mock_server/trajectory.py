@@ -87,7 +87,7 @@ def plan_leg(*, model: str, agent: AgentParams, rng: random.Random, prompt: str,
         return steps + _after_approvals(context)
     if context.outputs:
         return [*steps, {"answer": None, "lead": lead_text(context.outputs)}]
-    calls = _calls(agent, rng)
+    calls = _calls(agent, rng, prompt)
     if calls:
         return steps + calls
     approval = _mcp_approval(agent, rng)
@@ -115,7 +115,7 @@ def _substitute(step: dict[str, Any], context: LegContext) -> dict[str, Any]:
     return {**step, "answer": text.replace("{output}", first)}
 
 
-def _calls(agent: AgentParams, rng: random.Random) -> list[dict[str, Any]]:
+def _calls(agent: AgentParams, rng: random.Random, prompt: str) -> list[dict[str, Any]]:
     functions = agent.functions()
     choice = agent.tool_choice
     if not functions or choice == "none":
@@ -126,7 +126,8 @@ def _calls(agent: AgentParams, rng: random.Random) -> list[dict[str, Any]]:
         return []
     count = min(2, len(functions)) if agent.parallel_tool_calls and len(functions) > 1 else 1
     chosen = rng.sample(functions, count)
-    return [{"call": f["name"], "arguments": schema_value(f["parameters"], rng, strict=bool(f["strict"])) or {}}
+    return [{"call": f["name"], "arguments": schema_value(f["parameters"], rng, strict=bool(f["strict"]),
+                                                          prompt=prompt) or {}}
             for f in chosen]
 
 

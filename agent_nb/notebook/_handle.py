@@ -164,9 +164,10 @@ class NotebookRun:
         """The calls waiting for approval (while the run is ``waiting``)."""
         return self.run.user_input_requests if self.run is not None and self.phase == "waiting" else []
 
-    def answer(self, request_id: str, approved: bool, reason: str | None = None) -> None:
-        """Approve or refuse a pending call (what the widget's buttons do); the last answer continues the run."""
-        self.loop.submit(self._answer(request_id, approved, reason))
+    def answer(self, request_id: str, approved: bool, reason: str | None = None, *, timeout: float = 30.0) -> None:
+        """Approve or refuse a pending call (what the widget's buttons do); the last answer continues the run, and
+        ``wait()`` then waits for it."""
+        self.loop.submit(self._answer(request_id, approved, reason)).result(timeout)
 
     async def _answer(self, request_id: str, approved: bool, reason: str | None) -> None:
         run = self.run
