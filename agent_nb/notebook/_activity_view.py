@@ -80,7 +80,7 @@ class ActivityView(widgets.VBox):  # type: ignore[misc]
         except ValueError:
             arguments = request.arguments
         where = f" on {html.escape(request.server_label)}" if request.server_label else ""
-        text = widgets.HTML(f"<b>✋ Approve this call?</b> <code>{html.escape(request.name)}</code>{where}"
+        text = widgets.HTML(f"<b>Approve this call?</b> <code>{html.escape(request.name)}</code>{where}"
                             f'<pre class="agent-nb-pre">{html.escape(arguments)}</pre>')
         approve = widgets.Button(description="Approve", icon="check", button_style="success",
                                  tooltip=f"Let the agent call {request.name}")

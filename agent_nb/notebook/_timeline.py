@@ -105,18 +105,18 @@ def block_html(item: dict[str, Any], result: str | None = None) -> str:
     kind = item.get("type")
     if kind == "reasoning":
         text = "\n\n".join(s.get("text", "") for s in item.get("summary") or [] if isinstance(s, dict))
-        return _details("🧠 Reasoning", render_markdown(text) if text else muted("(no summary)"), open_=False)
+        return _details("Reasoning", render_markdown(text) if text else muted("(no summary)"), open_=False)
     if kind == "web_search_call":
         action = item.get("action") or {}
         line = html.escape(_action_line(action))
         url = action.get("url") if isinstance(action, dict) else None
         link = f" {_link(str(url), _site(str(url)))}" if isinstance(url, str) and url else ""
         status = "" if item.get("status") == "completed" else muted(f" ({html.escape(str(item.get('status')))})")
-        return f'<div class="agent-nb-step">🔎 {line}{link}{status}</div>'
+        return f'<div class="agent-nb-step">• {line}{link}{status}</div>'
     if kind == "code_interpreter_call":
         logs = "".join(o.get("logs", "") for o in item.get("outputs") or [] if isinstance(o, dict))
         body = _pre(str(item.get("code") or "")) + (f"<div>{muted('output')}</div>{_pre(logs)}" if logs else "")
-        return _details("🧮 Code" + ("" if item.get("status") == "completed" else " (running)"), body)
+        return _details("Code" + ("" if item.get("status") == "completed" else " (running)"), body)
     if kind in ("function_call", "mcp_call"):
         name = html.escape(str(item.get("name")))
         where = f" on {html.escape(str(item.get('server_label')))}" if item.get("server_label") else ""
@@ -124,9 +124,10 @@ def block_html(item: dict[str, Any], result: str | None = None) -> str:
         body = f"<div>{muted('arguments')}</div>{_pre(_pretty(str(item.get('arguments') or '')))}"
         body += f"<div>{muted('result')}</div>{_pre(str(output))}" if output is not None else \
             f"<div>{muted('waiting for the result…')}</div>"
-        return _details(f"🛠️ {name}({html.escape(_arguments_line(str(item.get('arguments') or '')))}){where}", body)
+        shown = html.escape(_arguments_line(str(item.get("arguments") or "")))
+        return _details(f"Tool call: {name}({shown}){where}", body)
     if kind == "mcp_approval_request":
-        return (f'<div class="agent-nb-step">✋ approval asked for {html.escape(str(item.get("name")))} on '
+        return (f'<div class="agent-nb-step">• approval asked for {html.escape(str(item.get("name")))} on '
                 f'{html.escape(str(item.get("server_label")))}</div>')
     return ""  # messages are the answer; outputs show under their call; unknown items are kept, not drawn
 

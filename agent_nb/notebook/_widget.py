@@ -134,7 +134,9 @@ class RunWidget(widgets.VBox):  # type: ignore[misc]
         token = handle.token or (handle.last_token if handle.finished else None)
         self.token_box.value = str(token) if token is not None else ""
         self.token_note.value = muted("The run has ended; this token replays its stream.", small=True) \
-            if handle.finished and token is not None else ""
+            if handle.finished and token is not None else muted(
+                "The run waits for your approval below: it has no token until it goes on.", small=True) \
+            if phase == "waiting" else ""
         notes = [n for n in (handle.message or handle.notice, handle.store_warning) if n]
         self.message.value = "".join(f"<div>{html.escape(n)}</div>" for n in notes)
         target = handle.run_id or (str(handle.last_token) if handle.last_token else "")

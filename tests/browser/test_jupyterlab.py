@@ -103,6 +103,28 @@ RESTART_CELLS = [
 ]
 
 
+AGENT_NOTEBOOK = "agent_tools.ipynb"
+#: A deep-research run on an in-kernel mock whose searches take 0.8 s each, watched while the kernel sleeps; then a
+#: call that waits for approval, approved with the widget's button.
+AGENT_CELLS = [
+    '%load_ext agent_nb\n%agent mock start --options "tokens=120,tps=40,ttft=0,tool_time=0.8"',
+    "from agent_nb import Agent, ResponsesClient, tool\n"
+    "url = get_ipython().magics_manager.registry['AgentMagics'].mock.url\n"
+    "sent = []\n"
+    "@tool(approval_mode='always_require')\n"
+    "def transfer(amount: int, to: str) -> str:\n"
+    "    sent.append(amount)\n"
+    "    return f'sent {amount} to {to}'\n"
+    "researcher = Agent(ResponsesClient(url, 'mock'), model='o3-deep-research', store=False,\n"
+    "                   tools=[{'type': 'web_search_preview'}])\n"
+    "bank = Agent(ResponsesClient(url, 'mock'), model='o3', tools=[transfer], store=False)",
+    "%%agent --agent researcher -o research\nCompare the Q4 launch prices of our competitors.",
+    "import time; time.sleep(5)",
+    "%%agent --agent bank -o pay\nPay the supplier for the Q4 samples.",
+    'pay.wait(30); print("SENT", sent, pay.status)',
+]
+
+
 @pytest.fixture
 def chromium() -> Path:
     """Debian's Chromium; without it the test is skipped, except on CI (CI=true), where it fails."""
@@ -144,7 +166,7 @@ def _write_settings(settings: Path) -> None:
 def lab(chromium: Path, tmp_path: Path, agent_nb_home: Path) -> Iterator[Lab]:
     root = tmp_path / "root"
     root.mkdir()
-    for name, sources in ((NOTEBOOK, CELLS), (RESTART_NOTEBOOK, RESTART_CELLS)):
+    for name, sources in ((NOTEBOOK, CELLS), (RESTART_NOTEBOOK, RESTART_CELLS), (AGENT_NOTEBOOK, AGENT_CELLS)):
         notebook = nbformat.v4.new_notebook()
         notebook.cells = [nbformat.v4.new_code_cell(source) for source in sources]
         notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
@@ -504,3 +526,49 @@ def _drive_the_restart(lab: Lab, page: Page) -> None:
     expect(cells.nth(1).get_by_role("button")).to_have_count(0)
     cells.nth(1).evaluate("el => el.scrollIntoView({block: 'start'})")
     _shot(page, "restart-6-reopened")
+
+
+def test_the_timeline_updates_while_a_cell_sleeps_and_approve_continues_the_run(lab: Lab, page: Page) -> None:
+    _drive_with_diagnostics(lab, page, _drive_the_agent, "agent-failure")
+
+
+def _drive_the_agent(lab: Lab, page: Page) -> None:
+    cells = _open_notebook(lab, page, AGENT_NOTEBOOK, len(AGENT_CELLS))
+    for index in (0, 1):
+        _run_cell(page, cells, index)
+        _wait_cell_done(cells.nth(index), 30)
+    research = cells.nth(2)
+    _run_cell(page, cells, 2)  # the research run starts; the next cell blocks the kernel for 5 s
+    _run_cell(page, cells, 3)
+    steps = research.locator(".agent-nb-run .agent-nb-steps .widget-html")
+    expect(steps.first).to_be_visible(timeout=15_000)
+    step_line = research.locator(".agent-nb-current-step")
+    first = (steps.count(), step_line.inner_text())
+    # While the kernel sleeps, the timeline goes on: more steps, and the current step changes.
+    page.wait_for_function(
+        "([sel, n]) => document.querySelectorAll(sel).length > n",
+        arg=[".agent-nb-run .agent-nb-steps .widget-html", first[0]], timeout=4_000)
+    assert _prompt(cells.nth(3)).startswith("[*]"), "the sleep ended too soon"
+    assert "searching" in step_line.inner_text() or "reading" in step_line.inner_text() or \
+        "finding" in step_line.inner_text(), step_line.inner_text()
+    _shot(page, "agent-timeline")
+    _wait_cell_done(cells.nth(3), 30)
+    # The approval: the widget shows the call and its buttons; the run waits until the click.
+    payment = cells.nth(4)
+    _run_cell(page, cells, 4)
+    approval = payment.locator(".agent-nb-approval")
+    expect(approval).to_be_visible(timeout=20_000)
+    expect(approval).to_contain_text("transfer")
+    expect(payment.locator(".agent-nb-run .widget-hbox .widget-html").first).to_contain_text(
+        "waiting for approval", timeout=10_000)
+    approval.scroll_into_view_if_needed()
+    _shot(page, "agent-approval")
+    approval.locator("button", has_text="Approve").click()
+    _run_cell(page, cells, 5)
+    expect(cells.nth(5).locator(".jp-OutputArea-output")).to_contain_text(re.compile(r"SENT \[\d+\] completed"),
+                                                                          timeout=30_000)
+    # The research run finished with its sources as links that open safely in a new tab.
+    source = research.locator(".agent-nb-sources a").first
+    expect(source).to_be_visible(timeout=30_000)
+    assert source.get_attribute("rel") == "noopener noreferrer nofollow" and source.get_attribute("target") == \
+        "_blank"

@@ -50,8 +50,8 @@ def test_each_step_its_sources_and_the_tools_results_are_shown_and_inert(shell: 
     widget.refresh(force=True)
     blocks = [child.value for child in widget.activity.steps.children]
     assert len(blocks) == 5  # reasoning, search, page, code, call (the answer is drawn below, outputs in the call)
-    assert "🧠 Reasoning" in blocks[0] and "searching: " in blocks[1] and "reading example.com/a" in blocks[2]
-    assert "🧮 Code" in blocks[3] and "🛠️ lookup(" in blocks[4] and "found &lt;img" in blocks[4]
+    assert "Reasoning" in blocks[0] and "searching: " in blocks[1] and "reading example.com/a" in blocks[2]
+    assert "Code" in blocks[3] and "Tool call: lookup(" in blocks[4] and "found &lt;img" in blocks[4]
     sources = widget.sources.value
     assert '<a href="https://example.com/a" target="_blank" rel="noopener noreferrer nofollow">' in sources
     card = RunCard(handle)._repr_mimebundle_()["text/html"]
