@@ -213,3 +213,15 @@ def test_stored_items_put_each_messages_text_back_from_its_span() -> None:
     assert [part["text"] for item in expand_items(items, "HelloWorld!")[1:] for part in item["content"]] == [
         "Hello", "World!"]
     assert items[1]["content"][0] == {"type": "output_text", "annotations": [], "_span": [0, 5]}  # not changed
+
+
+async def test_frames_split_inside_a_reasoning_summarys_characters_fold_to_the_same_items(agent: Agent,
+                                                                                         mock: MockServer) -> None:
+    steps = [{"reasoning": "Plan ✓: 市场分析 then 🚀 👩\u200d💻 e\u0301"}, {"answer": "Done: 第四季度 ✅."}]
+    opts = options(steps)
+    opts["metadata"]["mock_faults"] = "split=3,drop_after=9"  # pieces of 3 bytes, and a drop mid-summary
+    run = agent.start("Plan", options=opts)
+    response = await run.wait()
+    output = service(mock, response.response_id or "")["output"]
+    assert response.items == output and response.text == "Done: 第四季度 ✅."
+    assert output[0]["summary"][0]["text"] == steps[0]["reasoning"] and run.reconnects == 1

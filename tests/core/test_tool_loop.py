@@ -317,3 +317,39 @@ def _run_worker(url: str, store: Path, log: Path, target: str, kill_after: int |
     lines, _ = run_worker("tests.core.tool_worker", url, str(store), str(log), target, kill_after=kill_after)
     after = log.read_text().splitlines() if log.exists() else []
     return lines + [f"RAN {entry.split()[1]}" for entry in after[before:]]
+
+
+TRAJECTORY = ({"reasoning": "Plan: search, then price, then compute."}, {"search": "MSFT Q4 launch"},
+              {"open_page": "https://example.com/msft"}, {"find_in_page": "price", "url": "https://example.com/msft"},
+              {"call": "get_price", "arguments": {"ticker": "MSFT"}}, {"code": "print(412.3 * 2)", "logs": "824.6\n"},
+              {"answer": "MSFT is at {output}; twice that is 824.6.",
+               "citations": [{"url": "https://example.com/msft", "title": "MSFT", "text": "twice that"}]})
+
+
+async def test_a_whole_trajectory_broken_and_resumed_at_every_event_ends_exactly_as_the_service_has_it(
+        client: ResponsesClient, mock: MockServer, tmp_path: Path) -> None:
+    counted = Counted()
+    path = tmp_path / "runs.sqlite3"
+    agent = Agent(client, model="o3", store=SQLiteRunStore(path), tools=[counted.price_tool()])
+    whole = [u async for u in agent.run("MSFT?", stream=True, options=script(*TRAJECTORY))]
+    assert len({u.response_id for u in whole}) == 2  # two responses: the call, then code and the cited answer
+    for stop in range(len(whole) - 1):
+        counted.calls.clear()
+        run = agent.start("MSFT?", options=script(*TRAJECTORY), launch=False)
+        async with contextlib.aclosing(run.updates()) as updates:
+            seen = 0
+            async for _ in updates:
+                seen += 1
+                if seen > stop:
+                    break
+        fresh = Agent(ResponsesClient(mock.url, "sk-test", retry=RETRY), model="o3", store=SQLiteRunStore(path),
+                      tools=[counted.price_tool()])
+        final = await fresh.resume(run.run_id or "").wait()
+        last = httpx.get(f"{mock.url}/responses/{final.response_id}", timeout=10).json()
+        first = httpx.get(f"{mock.url}/responses/{last['previous_response_id']}", timeout=10).json()
+        outputs = [{"type": "function_call_output", "call_id": first["output"][-1]["call_id"],
+                    "output": '{"ticker": "MSFT", "price": 412.3}'}]
+        assert final.items == first["output"] + outputs + last["output"], f"after update {stop}"
+        assert final.text == 'MSFT is at {"ticker": "MSFT", "price": 412.3}; twice that is 824.6.'
+        assert counted.calls == [("get_price", {"ticker": "MSFT"})], f"after update {stop}: {counted.calls}"
+        await fresh.client.aclose()
