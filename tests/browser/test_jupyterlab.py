@@ -325,7 +325,7 @@ def _drive_the_notebook(lab: Lab, page: Page) -> None:
     expect(widget).to_be_visible(timeout=15_000)
     page.evaluate(STATUS_LOG)
     status = widget.locator(".widget-hbox .widget-html").first
-    body = widget.locator(":scope > .widget-html").last
+    body = widget.locator(".agent-nb-answer").first  # the answer, drawn in pages
     resume = widget.get_by_role("button", name="Resume")
     cancel = widget.get_by_role("button", name="Cancel")
     _wait_cell_done(cells.nth(1), 15)
