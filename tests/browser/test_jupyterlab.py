@@ -442,7 +442,10 @@ def _use_theme(page: Page, theme: str) -> None:
 def _check_status_reads_well(page: Page, cell: Locator, theme: str) -> None:
     label = cell.locator(".agent-nb-run .widget-hbox .widget-html b").first
     expect(label).to_have_css("color", theme_colour(page, "--jp-brand-color1"))
-    colour = label.evaluate("el => getComputedStyle(el).color")
+    # The status line is redrawn four times a second: an element replaced between finding it and reading it has no
+    # computed style at all, so read again until it is one that is on the page.
+    colour = wait_until(lambda: label.evaluate("el => el.isConnected ? getComputedStyle(el).color : ''"), 5,
+                        "the status label's colour")
     background = page.evaluate("() => getComputedStyle(document.querySelector('.jp-Notebook')).backgroundColor")
     ratio = contrast(page, colour, background)
     print(f"{theme}: 'in progress' is {colour}, contrast {ratio:.1f}:1")
