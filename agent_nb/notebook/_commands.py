@@ -22,7 +22,7 @@ from ._handle import NotebookRun
 __all__ = ["UNFINISHED", "Commands", "Parser", "RunTable", "split_words", "unfinished_summary"]
 
 #: Runs the service may still be working on.
-UNFINISHED = ("starting", "queued", "in_progress")
+UNFINISHED = ("starting", "queued", "in_progress", "waiting")
 
 
 class Parser(argparse.ArgumentParser):
@@ -41,6 +41,9 @@ class Commands:
         raise NotImplementedError
 
     def agent(self) -> Agent:
+        raise NotImplementedError
+
+    def _named_agent(self, name: str) -> Agent:
         raise NotImplementedError
 
     def _show(self, handle: NotebookRun, out: str | None, *, wait: bool) -> None:
@@ -79,9 +82,12 @@ class Commands:
             for record in reversed(records):  # oldest first, like the cells that started them
                 self._show(NotebookRun.attach(self.agent(), record.run_id), None, wait=False)
             return None
+        agent = self.agent()
+        if len(words) == 3 and words[1] == "--agent":  # its tools answer the run's calls
+            agent, words = self._named_agent(words[2]), words[:1]
         if len(words) != 1 or words[0].startswith("-"):
-            raise UsageError("Usage: %agent resume RUN_ID_OR_TOKEN, or %agent resume --all")
-        self._show(NotebookRun.attach(self.agent(), words[0]), None, wait=False)
+            raise UsageError("Usage: %agent resume RUN_ID_OR_TOKEN [--agent NAME], or %agent resume --all")
+        self._show(NotebookRun.attach(agent, words[0]), None, wait=False)
         return None
 
     def _cancel(self, words: list[str]) -> str:
@@ -221,11 +227,11 @@ def _age(seconds: float) -> str:
 class _Help:
     def __repr__(self) -> str:
         return (
-            "%%agent [--model M] [--instructions TEXT] [--session NAME] [--poll [SECONDS]] [--wait] [-o NAME]\n"
-            "        [--name LABEL] [--new] [--max-output-tokens N] [--metadata KEY=VALUE]\n"
+            "%%agent [--agent NAME] [--model M] [--instructions TEXT] [--session NAME] [--poll [SECONDS]] [--wait]\n"
+            "        [-o NAME] [--name LABEL] [--new] [--max-output-tokens N] [--metadata KEY=VALUE]\n"
             "    Start a background run with the cell as the prompt; the cell returns at once.\n"
             "%agent runs [STATUS]             list the stored runs\n"
-            "%agent resume RUN_ID|TOKEN       re-attach to a run (from any kernel)\n"
+            "%agent resume RUN_ID|TOKEN [--agent NAME]  re-attach to a run (from any kernel; NAME answers its calls)\n"
             "%agent resume --all              re-attach to every unfinished run, one view each\n"
             "%agent cancel RUN_ID|TOKEN       cancel a run\n"
             "%agent mock status|stop          the bundled mock server (its own process, shared by every kernel)\n"

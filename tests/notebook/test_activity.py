@@ -115,3 +115,32 @@ def test_the_answer_is_drawn_in_pages_so_a_redraw_sends_only_the_page_being_writ
     code = "```\n" + "x = 1\n\n" * 5000 + "```\n"
     fenced.show(code)
     assert len(fenced.children) == 1  # never cut inside fenced code
+
+
+def test_a_run_waiting_for_approval_is_answered_after_a_kernel_restart(shell: InteractiveShell,
+                                                                       mock: MockServer) -> None:
+    sent: list[int] = []
+
+    @tool(approval_mode="always_require")
+    def transfer(amount: int) -> str:
+        sent.append(amount)
+        return f"sent {amount}"
+
+    agent = Agent(ResponsesClient(mock.url, "sk-test"), model="o3", tools=[transfer])
+    first = agent_cell(shell, agent, [{"call": "transfer", "arguments": {"amount": 7}}, {"answer": "{output}"}],
+                       wait=True)
+    assert first.status == "waiting" and first.run_id is not None
+    # A new kernel: nothing of the old one is left but the run store and the notebook's code.
+    shell.run_line_magic("unload_ext", "agent_nb")
+    shell.run_line_magic("load_ext", "agent_nb")
+    shell.user_ns["bank"] = Agent(ResponsesClient(mock.url, "sk-test"), model="o3", tools=[transfer])
+    shell.run_line_magic("agent", f"resume {first.run_id} --agent bank")
+    magics = shell.magics_manager.registry["AgentMagics"]
+    again = magics.runs[-1]
+    wait_until(lambda: again.status == "waiting" and again.requests, what="the re-attached run to show its request")
+    widget = RunWidget.for_run(again)
+    widget.refresh(force=True)
+    (row,) = widget.activity.approvals.children
+    row.children[1].children[0].click()  # Approve
+    wait_until(lambda: again.finished, what="the approved run to finish")
+    assert (again.status, again.text, sent) == ("completed", "sent 7", [7])
