@@ -284,10 +284,11 @@ class OpenAIResponsesClient:
     ``OpenAIResponsesClient(model_id="o3").as_agent(name=..., instructions=...)`` gives an :class:`Agent`.
     """
 
-    def __init__(self, model_id: str | None = None, *, api_key: str | None = None, base_url: str | None = None,
-                 retry: RetryPolicy | None = None, store: RunStore | Literal[False] | None = None) -> None:
+    def __init__(self, model_id: str | None = None, *, api_key: str | Any | None = None, base_url: str | None = None,
+                 retry: RetryPolicy | None = None, store: RunStore | Literal[False] | None = None,
+                 azure_ad_token_provider: Any = None) -> None:
         self.model_id = model_id
-        self.client = ResponsesClient(base_url, api_key, retry=retry)
+        self.client = ResponsesClient(base_url, api_key, retry=retry, azure_ad_token_provider=azure_ad_token_provider)
         self._store = store
 
     def as_agent(self, *, name: str | None = None, instructions: str | None = None, tools: Iterable[Any] = (),

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from ._config import Endpoint, resolve_endpoint
+from ._credentials import BearerTokenAuth, TokenProvider
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -87,9 +88,12 @@ class ResponsesClient:
         timeout: seconds for ordinary (non-streaming) requests.
     """
 
-    def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
-                 retry: RetryPolicy | None = None, timeout: float = 60.0, endpoint: Endpoint | None = None) -> None:
-        self.endpoint = endpoint or resolve_endpoint(base_url, api_key)
+    def __init__(self, base_url: str | None = None, api_key: str | TokenProvider | None = None, *,
+                 retry: RetryPolicy | None = None, timeout: float = 60.0, endpoint: Endpoint | None = None,
+                 azure_ad_token_provider: TokenProvider | None = None) -> None:
+        provider = azure_ad_token_provider or (api_key if callable(api_key) else None)
+        key = None if callable(api_key) else api_key
+        self.endpoint = endpoint or resolve_endpoint(base_url, key, token_provider=provider)
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
         self._http: httpx.AsyncClient | None = None
@@ -111,6 +115,7 @@ class ResponsesClient:
                 headers={**self.endpoint.headers(), "User-Agent": "agent-nb"},
                 timeout=httpx.Timeout(self.timeout, connect=self.retry.connect_timeout),
                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+                auth=BearerTokenAuth(self.endpoint.token_provider) if self.endpoint.token_provider else None,
             )
         return self._http
 

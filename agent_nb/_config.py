@@ -6,7 +6,9 @@ import contextlib
 import os
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ._errors import ConfigurationError
 
@@ -17,14 +19,16 @@ OPENAI_URL = "https://api.openai.com/v1"
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A resolved API endpoint. ``api_key`` never appears in ``repr`` and is never stored."""
+    """A resolved API endpoint. ``api_key`` never appears in ``repr`` and is never stored; with a
+    ``token_provider`` (Entra ID), a bearer token is asked for on every request instead."""
 
     base_url: str
     kind: str  # "openai", "azure", "compatible" or "mock"
     api_key: str | None = field(default=None, repr=False, compare=False)
+    token_provider: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
 
     def headers(self) -> dict[str, str]:
-        if not self.api_key:
+        if not self.api_key or self.token_provider is not None:
             return {}
         if self.kind == "azure":
             return {"api-key": self.api_key}
@@ -32,12 +36,18 @@ class Endpoint:
 
 
 def resolve_endpoint(base_url: str | None = None, api_key: str | None = None, *,
-                     environ: dict[str, str] | None = None, start_mock: bool = True) -> Endpoint:
+                     environ: dict[str, str] | None = None, start_mock: bool = True,
+                     token_provider: Callable[[], Any] | None = None) -> Endpoint:
     """Pick the endpoint: explicit arguments override ``OPENAI_*``, which override ``AZURE_OPENAI_*``.
 
     With nothing configured, the bundled mock server is used (started in its own process if it is not running, and
-    shared by every process on the machine), and a one-line notice says so.
+    shared by every process on the machine), and a one-line notice says so. A ``token_provider`` (Entra ID) stands
+    in for the key.
     """
+    if token_provider is not None:
+        endpoint = resolve_endpoint(base_url, api_key or "token-provider", environ=environ, start_mock=False) \
+            if base_url is not None else _azure_from(environ)
+        return Endpoint(endpoint.base_url, endpoint.kind, None, token_provider)
     env = os.environ if environ is None else environ
     if base_url is None and api_key is None:
         base_url = env.get("OPENAI_BASE_URL") or None
@@ -66,6 +76,15 @@ def resolve_endpoint(base_url: str | None = None, api_key: str | None = None, *,
         raise ConfigurationError(f"The base URL must start with http:// or https://, got {base_url!r}.")
     kind = "openai" if base_url == OPENAI_URL else "azure" if ".openai.azure.com" in base_url else "compatible"
     return Endpoint(base_url, kind, api_key)
+
+
+def _azure_from(environ: dict[str, str] | None) -> Endpoint:
+    env = os.environ if environ is None else environ
+    azure = env.get("AZURE_OPENAI_ENDPOINT") or env.get("OPENAI_BASE_URL")
+    if not azure:
+        raise ConfigurationError("A token provider needs an endpoint: pass base_url=... or set "
+                                 "AZURE_OPENAI_ENDPOINT.")
+    return Endpoint(_azure_v1(azure) if env.get("AZURE_OPENAI_ENDPOINT") else azure.rstrip("/"), "azure")
 
 
 def _azure_v1(endpoint: str) -> str:

@@ -17,6 +17,7 @@ from .config import ServerConfig
 from .errors import APIError
 from .faults import FAULT_KEYS, FaultSpec, describe_faults
 from .generation import MODES, GenerationOptions, ReplyScript
+from .keys import KeySet
 from .limits import Limits
 from .persistence import PersistenceError
 from .server import PortUnavailable, bind
@@ -34,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=8765, help="port to bind, 0 for a free one (default 8765)")
     parser.add_argument("--db", type=Path, help="SQLite file that keeps responses across restarts")
-    parser.add_argument("--api-key", default=os.environ.get("MOCK_SERVER_API_KEY"),
-                        help="require this bearer key (default: $MOCK_SERVER_API_KEY, else none)")
+    parser.add_argument("--api-key", action="append", metavar="KEY",
+                        help="require this bearer key; repeat for several, or 're:PATTERN' for a pattern (tokens that "
+                             "rotate) (default: $MOCK_SERVER_API_KEY, else none)")
     parser.add_argument("--script", type=Path, help="JSON file mapping prompts to exact replies or agent trajectories")
     parser.add_argument("--poll-retention", type=float, default=600.0,
                         help="seconds a finished response stays retrievable (default 600)")
@@ -88,12 +90,14 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     limits = Limits(max_body_bytes=args.max_body_bytes, max_depth=args.max_json_depth, max_tokens=args.max_tokens)
     if options.tokens > limits.max_tokens:
         raise ValueError(f"--tokens {options.tokens} is more than --max-tokens {limits.max_tokens}.")
+    KeySet(args.api_key or ())  # a pattern that does not compile is one sentence here, not a traceback later
     return ServerConfig(
         options=options,
         faults=spec,
         script=ReplyScript.load(args.script) if args.script else None,
         db=args.db,
-        api_key=args.api_key or None,
+        api_key=None if args.api_key else os.environ.get("MOCK_SERVER_API_KEY") or None,
+        api_keys=tuple(args.api_key or ()),
         poll_retention=args.poll_retention,
         stream_retention=args.stream_retention,
         limits=limits,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hmac
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +17,7 @@ from .config import ServerConfig
 from .errors import APIError, bad_request, invalid_type
 from .faults import FaultSpec
 from .generation import GenerationOptions
+from .keys import KeySet
 from .limits import Limits, parse_json
 from .service import ResponseService
 from .streaming import EventStream
@@ -58,8 +58,9 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         exception_handlers={APIError: _api_error, HTTPException: _http_error, Exception: _unexpected_error},
     )
     app.state.service = service
-    if config.api_key:
-        app.add_middleware(_BearerAuth, api_key=config.api_key)
+    app.state.keys = KeySet([*([config.api_key] if config.api_key else []), *config.api_keys])
+    if app.state.keys.enabled:
+        app.add_middleware(_BearerAuth, keys=app.state.keys)
     return app
 
 
@@ -90,15 +91,15 @@ class _BearerAuth:
     ``/mock/health`` stays open so that supervisors can probe the server without the key.
     """
 
-    def __init__(self, app: ASGIApp, api_key: str) -> None:
+    def __init__(self, app: ASGIApp, keys: KeySet) -> None:
         self.app = app
-        self._expected = f"Bearer {api_key}".encode()
+        self._keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] != "/mock/health":
             headers = dict(scope["headers"])
             given = headers.get(b"authorization")
-            if given is None or not hmac.compare_digest(given, self._expected):
+            if given is None or not self._keys.accepts(given):
                 message = ("You didn't provide an API key. Send it in an Authorization header using Bearer auth "
                            "(Authorization: Bearer YOUR_KEY)." if given is None else
                            "Incorrect API key provided.")

@@ -22,6 +22,7 @@ class ServerConfig:
         script: exact replies for given prompts.
         db: SQLite file that keeps responses across restarts; ``None`` keeps them in memory.
         api_key: when set, requests must send ``Authorization: Bearer <api_key>``.
+        api_keys: more accepted keys, or ``re:PATTERN`` patterns (for rotating bearer tokens).
         poll_retention: seconds a finished response can still be retrieved (the service keeps about 10 minutes).
         stream_retention: seconds a finished response can still be streamed again (the service allows 5 minutes).
         limits: caps on request sizes and on the work one request may cause.
@@ -32,6 +33,7 @@ class ServerConfig:
     script: ReplyScript | None = None
     db: Path | None = None
     api_key: str | None = None
+    api_keys: tuple[str, ...] = ()
     poll_retention: float = 600.0
     stream_retention: float = 300.0
     models: tuple[str, ...] = DEFAULT_MODELS

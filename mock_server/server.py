@@ -18,6 +18,7 @@ import uvicorn
 from .app import create_app
 from .config import ServerConfig
 from .faults import FaultSpec
+from .keys import KeySet
 
 
 class MockServer:
@@ -42,6 +43,7 @@ class MockServer:
         self._log_level = log_level
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._keys: KeySet | None = None
         self.port: int | None = None
 
     @property
@@ -67,8 +69,9 @@ class MockServer:
             return self
         sock = bind(self.host, self._requested_port)
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(create_app(self.config), log_level=self._log_level, lifespan="on",
-                                timeout_graceful_shutdown=2)
+        app = create_app(self.config)
+        self._keys = app.state.keys
+        config = uvicorn.Config(app, log_level=self._log_level, lifespan="on", timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)
         failure: list[BaseException] = []
 
@@ -104,11 +107,18 @@ class MockServer:
         httpx.put(self.base_url + "/mock/faults", json={"faults": str(spec)}, headers=self._auth(),
                   timeout=10).raise_for_status()
 
+    def set_api_keys(self, *keys: str) -> None:
+        """Accept exactly these bearer keys from now on (``re:PATTERN`` for a pattern), as a rotated token would be."""
+        if self._keys is None:
+            raise RuntimeError("start the server before setting its keys")
+        self._keys.replace(keys)
+
     def clear_faults(self) -> None:
         httpx.delete(self.base_url + "/mock/faults", headers=self._auth(), timeout=10).raise_for_status()
 
     def _auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
+        key = self.config.api_key or next((k for k in self.config.api_keys if not k.startswith("re:")), None)
+        return {"Authorization": f"Bearer {key}"} if key else {}
 
     def __enter__(self) -> MockServer:
         return self.start()

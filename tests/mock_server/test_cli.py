@@ -44,6 +44,21 @@ def test_api_key_flag_requires_the_key() -> None:
             assert sdk.models.list().data
 
 
+def test_api_key_flag_takes_several_keys_and_patterns() -> None:
+    with ServerProcess("--api-key", "sk-one", "--api-key", r"re:tok-\d+") as server:
+        for key, accepted in (("sk-one", True), ("tok-42", True), ("tok-42x", False), ("sk-two", False)):
+            with openai.OpenAI(base_url=server.url, api_key=key, max_retries=0) as sdk:
+                if accepted:
+                    assert sdk.models.list().data
+                else:
+                    with pytest.raises(openai.AuthenticationError):
+                        sdk.models.list()
+    result = subprocess.run([sys.executable, "-m", "mock_server", "--api-key", "re:[unclosed"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "is not a valid pattern" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
 def test_bad_flag_values_exit_with_a_message() -> None:
     result = subprocess.run([sys.executable, "-m", "mock_server", "--faults", "nonsense=1"], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
