@@ -21,6 +21,7 @@ from .keys import KeySet
 from .limits import Limits
 from .persistence import PersistenceError
 from .server import PortUnavailable, bind
+from .webhooks import WebhookFaults
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--api-key", action="append", metavar="KEY",
                         help="require this bearer key; repeat for several, or 're:PATTERN' for a pattern (tokens that "
                              "rotate) (default: $MOCK_SERVER_API_KEY, else none)")
+    parser.add_argument("--webhook-url", action="append", metavar="URL",
+                        help="POST a signed event here when a background response ends (repeatable)")
+    parser.add_argument("--webhook-secret", metavar="whsec_...", help="the secret webhooks are signed with")
+    parser.add_argument("--webhook-faults", metavar="SPEC", default="",
+                        help="webhook faults: delay=S, drop=N, duplicate, reorder=S, bad_signature")
     parser.add_argument("--script", type=Path, help="JSON file mapping prompts to exact replies or agent trajectories")
     parser.add_argument("--poll-retention", type=float, default=600.0,
                         help="seconds a finished response stays retrievable (default 600)")
@@ -91,6 +97,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     if options.tokens > limits.max_tokens:
         raise ValueError(f"--tokens {options.tokens} is more than --max-tokens {limits.max_tokens}.")
     KeySet(args.api_key or ())  # a pattern that does not compile is one sentence here, not a traceback later
+    WebhookFaults.parse(args.webhook_faults, param="--webhook-faults")
     return ServerConfig(
         options=options,
         faults=spec,
@@ -98,6 +105,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         db=args.db,
         api_key=None if args.api_key else os.environ.get("MOCK_SERVER_API_KEY") or None,
         api_keys=tuple(args.api_key or ()),
+        webhook_urls=tuple(args.webhook_url or ()),
+        webhook_secret=args.webhook_secret,
+        webhook_faults=args.webhook_faults,
         poll_retention=args.poll_retention,
         stream_retention=args.stream_retention,
         limits=limits,

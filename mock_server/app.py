@@ -51,6 +51,7 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         Route("/mock/health", api.health, methods=["GET"]),
         Route("/mock/faults", api.faults, methods=["GET", "PUT", "DELETE"]),
         Route("/mock/options", api.options, methods=["GET", "PUT", "DELETE"]),
+        Route("/mock/webhooks", api.webhooks, methods=["GET", "PUT"]),
     ]
     app = Starlette(
         routes=routes,
@@ -214,6 +215,12 @@ class _ResponsesAPI:
         elif request.method == "DELETE":
             self.service.set_faults(FaultSpec())
         return JSONResponse({"faults": str(self.service.server_faults())})
+
+    async def webhooks(self, request: Request) -> Response:
+        """``PUT {"urls", "secret", "faults"}`` sets where webhooks go; ``GET`` also lists the deliveries made."""
+        if request.method == "PUT":
+            self.service.webhooks.configure(await _json_object(request, self.limits))
+        return JSONResponse(self.service.webhooks.describe())
 
     async def options(self, request: Request) -> Response:
         if request.method == "PUT":

@@ -23,6 +23,9 @@ class ServerConfig:
         db: SQLite file that keeps responses across restarts; ``None`` keeps them in memory.
         api_key: when set, requests must send ``Authorization: Bearer <api_key>``.
         api_keys: more accepted keys, or ``re:PATTERN`` patterns (for rotating bearer tokens).
+        webhook_urls: where to POST an event when a background response ends (see :mod:`mock_server.webhooks`).
+        webhook_secret: the ``whsec_...`` secret webhooks are signed with.
+        webhook_faults: faults of webhook deliveries (``delay=S,drop=N,duplicate,reorder=S,bad_signature``).
         poll_retention: seconds a finished response can still be retrieved (the service keeps about 10 minutes).
         stream_retention: seconds a finished response can still be streamed again (the service allows 5 minutes).
         limits: caps on request sizes and on the work one request may cause.
@@ -34,6 +37,9 @@ class ServerConfig:
     db: Path | None = None
     api_key: str | None = None
     api_keys: tuple[str, ...] = ()
+    webhook_urls: tuple[str, ...] = ()
+    webhook_secret: str | None = None
+    webhook_faults: str = ""
     poll_retention: float = 600.0
     stream_retention: float = 300.0
     models: tuple[str, ...] = DEFAULT_MODELS

@@ -21,6 +21,7 @@ from .persistence import PersistenceError, SQLitePersistence
 from .records import ResponseRecord, new_id
 from .runs import Run, plan_steps
 from .validation import CreateParams, item_text
+from .webhooks import WebhookFaults, WebhookSender
 
 _HTTP_FAULT_BODIES = {
     429: ("Rate limit reached for requests (mock fault). Please try again in {s}s.", "requests",
@@ -55,6 +56,9 @@ class ResponseService:
         self._persistence = SQLitePersistence(config.db) if config.db else None
         self._sweeper: asyncio.Task[None] | None = None
         self._tickets: dict[str, int] = {}  # the last write of each response's record
+        self.webhooks = WebhookSender(urls=list(config.webhook_urls), secret=config.webhook_secret,
+                                      faults=WebhookFaults.parse(config.webhook_faults, param="--webhook-faults"))
+        self._notified: set[str] = set()  # responses whose end was sent as a webhook
 
     # -- life cycle ---------------------------------------------------------------------------------------------
     async def startup(self) -> None:
@@ -67,6 +71,7 @@ class ResponseService:
             self._sweeper.cancel()
         for run in list(self.runs.values()):
             await run.stop()
+        await self.webhooks.close()
         if self._persistence is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._persistence.close)
 
@@ -198,6 +203,10 @@ class ResponseService:
                    on_record=self._save if record.store else None, annotations=annotations)
 
     def _save(self, run: Run) -> None:
+        record = run.record
+        if record.terminal and record.background and record.id not in self._notified:
+            self._notified.add(record.id)
+            self.webhooks.notify(record.id, record.status)
         if self._persistence is not None:
             run.sync_text()
             self._tickets[run.record.id] = self._persistence.save_record(run.record.to_dict(), time.time())
