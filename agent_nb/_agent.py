@@ -14,6 +14,7 @@ from typing import Any, Literal, overload
 from ._client import ResponsesClient, RetryPolicy
 from ._config import endpoint_for
 from ._errors import ConfigurationError, StoredRunNotFound
+from ._messages import follow_mode, request_input
 from ._recorder import RunRecorder
 from ._run import BackgroundRun
 from ._store import CheckpointWriter, RunRecord, RunStore, default_store, new_run_id
@@ -148,7 +149,8 @@ class Agent:
         max_rounds = int(opts.pop("max_tool_rounds", self.max_tool_rounds))
         name = opts.pop("name", None)
         labels = dict(opts.pop("labels", None) or {})
-        prompt, body_input = _input(messages)
+        notify, safety_poll = opts.pop("notify", None), float(opts.pop("safety_poll", 60.0))
+        prompt, body_input = request_input(messages)
         body: dict[str, Any] = {
             "model": opts.pop("model", None) or self.model,
             "input": body_input,
@@ -165,17 +167,18 @@ class Agent:
         body.update(opts)
         functions = [t for t in tools if isinstance(t, FunctionTool)]
         loop = loop_for(functions, body, None, max_rounds=max_rounds)
+        mode = follow_mode(notify, stream, background, self.store is not None and background, loop is not None)
         recorder = None
         if background and self.store is not None:
             record = RunRecord(run_id=new_run_id(), endpoint=self.client.base_url, model=body["model"], prompt=prompt,
-                               instructions=instructions, name=name, labels=labels, mode="stream" if stream else "poll",
+                               instructions=instructions, name=name, labels=labels, mode=mode,
                                previous_response_id=body.get("previous_response_id"),
                                service=self.client.endpoint.kind, chain=loop.chain.to_dict() if loop else None)
             self.store.add(record)  # a store that cannot record the run is an error before anything is paid for
             recorder = self._recorder(record)
-        run = BackgroundRun(self.client, recorder=recorder, create_body=body,
-                            mode="stream" if stream or not background else "poll", poll_interval=poll_interval,
+        run = BackgroundRun(self.client, recorder=recorder, create_body=body, mode=mode, poll_interval=poll_interval,
                             raise_on_failure=raise_on_failure, background=background, tool_loop=loop)
+        run.safety_poll = safety_poll
         if session is not None:
             run.on_started = lambda started: self._remember(session, started)
         if launch:
@@ -297,39 +300,3 @@ class OpenAIResponsesClient:
                      store=kwargs.pop("store", self._store), **kwargs)
 
     create_agent = as_agent
-
-
-def _input(messages: Any) -> tuple[str, Any]:
-    """The prompt text (for the store) and the request's ``input`` for the given messages."""
-    if messages is None:
-        return "", []
-    if isinstance(messages, str):
-        return messages, messages
-    if isinstance(messages, Iterable) and not isinstance(messages, Mapping):
-        items = [_item(m) for m in messages]
-    else:
-        items = [_item(messages)]
-    prompt = "\n".join(_item_text(i) for i in items if i.get("role") == "user")
-    return prompt, items
-
-
-def _item(message: Any) -> dict[str, Any]:
-    if isinstance(message, str):
-        return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": message}]}
-    if isinstance(message, Mapping):
-        return dict(message)
-    text, role = getattr(message, "text", None), getattr(message, "role", "user")
-    if isinstance(text, str):
-        return {"type": "message", "role": str(getattr(role, "value", role)),
-                "content": [{"type": "input_text", "text": text}]}
-    raise ConfigurationError(f"Cannot send a {type(message).__name__} as a message; pass a string, a list of strings, "
-                             "or input items (dicts).")
-
-
-def _item_text(item: Mapping[str, Any]) -> str:
-    content = item.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return ""

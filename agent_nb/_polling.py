@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ._errors import RunNotFound
+from ._errors import RunNotFound, StoreError
+from ._items import OutputItems
 from ._resume import ENDED_EVENT
 from ._updates import AgentResponse, AgentResponseUpdate
 
 if TYPE_CHECKING:
     from ._client import ResponsesClient
     from ._errors import RunFailed
-    from ._items import OutputItems
+    from ._recorder import RunRecorder
+    from ._store import RunRecord
 
 __all__ = ["Polling", "output_text"]
+
+_STORE_CHECK = 0.05  # seconds between looks at the store while a run waits for its webhook
 
 
 def output_text(response: Mapping[str, Any] | None) -> str | None:
@@ -48,6 +53,10 @@ class Polling:
         _items: OutputItems
         _prefix_length: int
         _leg_end: dict[str, Any] | None
+        recorder: RunRecorder | None
+        error: dict[str, Any] | None
+        ended_at: float | None
+        safety_poll: float
 
         @property
         def text(self) -> str: ...
@@ -113,6 +122,41 @@ class Polling:
         while not self.terminal and self.status != "waiting":
             await asyncio.sleep(self.poll_interval)
             await self.poll_once()
+
+    async def _webhook_to_end(self) -> None:
+        """Wait for the run's outcome in the store, where a webhook receiver records it; poll the service only every
+        ``safety_poll`` seconds, in case a webhook never comes."""
+        if self.response_id is None:
+            await self.create()
+        polled = time.monotonic()
+        while not self.terminal and self.status != "waiting":
+            await asyncio.sleep(_STORE_CHECK)
+            record = self._stored()
+            if record is not None and record.terminal:
+                self._absorb_record(record)
+                return
+            if time.monotonic() - polled >= self.safety_poll:
+                polled = time.monotonic()
+                await self.poll_once()
+
+    def _stored(self) -> RunRecord | None:
+        if self.recorder is None:
+            return None
+        try:
+            return self.recorder.store.get(self.recorder.run_id)
+        except StoreError:
+            return None  # a store that cannot be read now: the safety poll still finishes the run
+
+    def _absorb_record(self, record: RunRecord) -> None:
+        """Take the outcome a webhook receiver recorded (it is the service's, fetched when the webhook came)."""
+        self._set_text(record.text)
+        self._items = OutputItems(record.items)
+        self._from_events = False
+        self.error, self.status, self.ended_at = record.error, record.status, time.time()
+        self._notify("text")
+        self._notify("status")
+        if self.status == "failed" and self.raise_on_failure:
+            raise self.failure()
 
     async def _finish_from_snapshots(self) -> AgentResponseUpdate:
         """Follow the run by polling to its end; one update hands out the text the stream did not deliver."""

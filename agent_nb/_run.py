@@ -55,8 +55,8 @@ class BackgroundRun(Polling, Endings, Legs):
                  poll_interval: float = 2.0, raise_on_failure: bool = True, deliver_after: int | None = None,
                  background: bool = True, items: list[dict[str, Any]] | None = None,
                  tool_loop: ToolLoop | None = None) -> None:
-        if mode not in ("stream", "poll"):
-            raise ValueError(f"mode must be 'stream' or 'poll', not {mode!r}")
+        if mode not in ("stream", "poll", "webhook"):
+            raise ValueError(f"mode must be 'stream', 'poll' or 'webhook', not {mode!r}")
         self.client = client
         self.recorder = recorder
         self._create_body = dict(create_body) if create_body is not None else None
@@ -80,6 +80,8 @@ class BackgroundRun(Polling, Endings, Legs):
         self.mode = mode
         self.background = background
         self.poll_interval = poll_interval
+        #: With mode "webhook": seconds between polls of the service while the run waits for its webhook.
+        self.safety_poll = 60.0
         self.raise_on_failure = raise_on_failure
         self.error: dict[str, Any] | None = None
         self.usage: dict[str, Any] | None = None
@@ -322,6 +324,8 @@ class BackgroundRun(Polling, Endings, Legs):
                 pass  # it goes on once a person answers
             elif self.mode == "poll":
                 await self._poll_to_end()
+            elif self.mode == "webhook":
+                await self._webhook_to_end()
             else:
                 async for _ in self.updates():
                     pass

@@ -97,6 +97,17 @@ class RunStore(abc.ABC):
             fields["error"] = error
         return self._advance(run_id, fields, past=None)
 
+    def finish(self, run_id: str, response_id: str, status: str, text: str, *,
+               items: builtins.list[dict[str, Any]] | None = None, error: dict[str, Any] | None = None) -> bool:
+        """Record an unfinished run's outcome from the service's Response object, if the run is still at that
+        response; a finished run is left as it is. ``text`` is the service's final text (so no sequence number goes
+        with it). Returns whether it was written."""
+        fields: dict[str, Any] = {"status": status, "text": text, "sequence_number": None, "error": error,
+                                  "updated_at": time.time()}
+        if items is not None:
+            fields["items"] = items
+        return self._advance(run_id, fields, past=None, response_id=response_id)
+
     @abc.abstractmethod
     def _advance(self, run_id: str, fields: dict[str, Any], *, past: int | None,
                  response_id: str | None = None) -> bool:
