@@ -46,7 +46,7 @@ class Commands:
     def _named_agent(self, name: str) -> Agent:
         raise NotImplementedError
 
-    def _show(self, handle: NotebookRun, out: str | None, *, wait: bool) -> None:
+    def _show(self, handle: NotebookRun, out: str | None, *, wait: bool, notify: bool = False) -> None:
         raise NotImplementedError
 
     def _command(self, line: str) -> Any:

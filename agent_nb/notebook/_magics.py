@@ -35,6 +35,8 @@ def _cell_parser() -> Parser:
     parser.add_argument("--poll", nargs="?", type=float, const=-1.0, metavar="SECONDS",
                         help="poll instead of streaming (every SECONDS, default AgentMagics.poll_interval)")
     parser.add_argument("--wait", action="store_true", help="block until the run ends (for executed notebooks)")
+    parser.add_argument("--notify", action="store_true",
+                        help="tell me when the run ends (or waits for me): a desktop notification and the tab's title")
     parser.add_argument("-o", "--out", metavar="NAME", help="bind the run object to this variable")
     parser.add_argument("--name", help="a label shown in %%agent runs")
     parser.add_argument("--new", action="store_true", help="start a fresh run even if this cell's run is unfinished")
@@ -57,6 +59,7 @@ class AgentMagics(Magics, Commands):  # type: ignore[misc]
     max_retries = Int(6, help="Reconnection attempts in a row before a run shows 'connection lost'.").tag(config=True)
     stall_timeout = Float(60.0, help="Seconds without data before a stream counts as dropped.").tag(config=True)
     wait_by_default = Bool(False, help="Behave as if every %%agent cell had --wait.").tag(config=True)
+    notify = Bool(False, help="Behave as if every %%agent cell had --notify.").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -140,7 +143,7 @@ class AgentMagics(Magics, Commands):  # type: ignore[misc]
             if args.session:
                 self.last_in_session[args.session] = handle
         handle.cell_key = (cell_key, prompt)
-        self._show(handle, args.out, wait=args.wait or self.wait_by_default)
+        self._show(handle, args.out, wait=args.wait or self.wait_by_default, notify=args.notify or self.notify)
         return None
 
     def _named_agent(self, name: str) -> Agent:
@@ -155,7 +158,7 @@ class AgentMagics(Magics, Commands):  # type: ignore[misc]
                              "with Agent(...) or OpenAIResponsesClient(...).as_agent(...)).")
         return agent
 
-    def _show(self, handle: NotebookRun, out: str | None, *, wait: bool) -> None:
+    def _show(self, handle: NotebookRun, out: str | None, *, wait: bool, notify: bool = False) -> None:
         """Display the run: its saved view, which stands in for it once the kernel is gone (hidden while the live
         view works), then its live view; a run already over is shown by its saved view alone."""
         if handle not in self.runs:
@@ -166,6 +169,8 @@ class AgentMagics(Magics, Commands):  # type: ignore[misc]
             display(RunCard(handle))  # type: ignore[no-untyped-call]
             return
         widget = RunWidget.for_run(handle)
+        if notify:
+            widget.enable_notifications()
         if getattr(self.shell, "kernel", None) is not None:  # a notebook front end, not a terminal (which would print
             # every update of the saved view): the saved view first, so that a reopened notebook starts with it
             widget.saved_handle = display(RunCard(handle), display_id=True)  # type: ignore[no-untyped-call]

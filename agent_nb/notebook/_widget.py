@@ -21,6 +21,7 @@ from ._answer_view import AnswerView
 from ._card import RunCard, reconnected
 from ._handle import NotebookRun
 from ._liveness import Liveness
+from ._notify import Notifier
 from ._publish import publish
 from ._style import label, muted, status_html
 from ._timeline import citations_html
@@ -79,6 +80,8 @@ class RunWidget(widgets.VBox):  # type: ignore[misc]
         self._saved_at = 0.0
         self._saved_phase: str | None = None
         self._ended = False
+        self.notifier: Notifier | None = None
+        self._announced: str | None = None
         handle.add_listener(self._on_change)
         self.refresh(force=True)
         if not handle.finished:
@@ -93,10 +96,28 @@ class RunWidget(widgets.VBox):  # type: ignore[misc]
         return widget
 
     # -- updates ----------------------------------------------------------------------------------------------
+    def enable_notifications(self) -> None:
+        """Tell the user when the run ends or waits for them, even in another tab (``%%agent --notify``)."""
+        if self.notifier is None:
+            self.notifier = Notifier()
+            self.children = (*tuple(self.children), self.notifier)  # type: ignore[has-type]
+        self._announce()  # a run that is over (or waiting) already says so at once
+
+    def _announce(self) -> None:
+        handle = self.handle
+        if self.notifier is None or handle.phase == self._announced:
+            return
+        if handle.finished or handle.phase == "waiting":
+            self._announced = handle.phase
+            what = "is waiting for your approval" if handle.phase == "waiting" else label(handle.phase)
+            self.notifier.send(f"{handle.name or 'agent-nb run'} {what}", handle.message or handle.text[:200] or
+                               label(handle.phase), handle.key)
+
     def _on_change(self, handle: NotebookRun, change: str) -> None:
         if change in ("text", "items", "tools"):
             self._dirty = True  # drawn by the next tick, not now: events can come thousands a second
             return
+        self._announce()
         self.refresh(force=True)
         if change == "done" and handle.finished:
             self.end()

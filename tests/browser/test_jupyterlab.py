@@ -125,6 +125,27 @@ AGENT_CELLS = [
 ]
 
 
+NOTIFY_NOTEBOOK = "agent_notify.ipynb"
+NOTIFY_CELLS = [
+    '%load_ext agent_nb\n%agent mock start --options "tokens=120,tps=40,ttft=0"',
+    "%%agent --notify --name report\nWrite a short report.",
+]
+#: Records the notifications the page shows (the real ones: permission is granted), and makes the page look as if
+#: the user were in another tab until window.__away is set to false.
+NOTIFY_SPY = """() => {
+  window.__notifications = [];
+  const Real = window.Notification;
+  window.Notification = new Proxy(Real, {construct(target, args) {
+    window.__notifications.push(args[0]);
+    return new target(...args);
+  }});
+  window.__away = true;
+  Object.defineProperty(document, "visibilityState", {configurable: true,
+                                                       get: () => window.__away ? "hidden" : "visible"});
+  document.hasFocus = () => !window.__away;
+}"""
+
+
 @pytest.fixture
 def chromium() -> Path:
     """Debian's Chromium; without it the test is skipped, except on CI (CI=true), where it fails."""
@@ -166,7 +187,8 @@ def _write_settings(settings: Path) -> None:
 def lab(chromium: Path, tmp_path: Path, agent_nb_home: Path) -> Iterator[Lab]:
     root = tmp_path / "root"
     root.mkdir()
-    for name, sources in ((NOTEBOOK, CELLS), (RESTART_NOTEBOOK, RESTART_CELLS), (AGENT_NOTEBOOK, AGENT_CELLS)):
+    for name, sources in ((NOTEBOOK, CELLS), (RESTART_NOTEBOOK, RESTART_CELLS), (AGENT_NOTEBOOK, AGENT_CELLS),
+                          (NOTIFY_NOTEBOOK, NOTIFY_CELLS)):
         notebook = nbformat.v4.new_notebook()
         notebook.cells = [nbformat.v4.new_code_cell(source) for source in sources]
         notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
@@ -575,3 +597,25 @@ def _drive_the_agent(lab: Lab, page: Page) -> None:
     expect(source).to_be_visible(timeout=30_000)
     assert source.get_attribute("rel") == "noopener noreferrer nofollow" and source.get_attribute("target") == \
         "_blank"
+
+
+def test_a_run_that_ends_while_the_user_is_away_notifies_and_marks_the_tab(lab: Lab, page: Page) -> None:
+    _drive_with_diagnostics(lab, page, _drive_the_notification, "notify-failure")
+
+
+def _drive_the_notification(lab: Lab, page: Page) -> None:
+    page.context.grant_permissions(["notifications"], origin=lab.url)
+    cells = _open_notebook(lab, page, NOTIFY_NOTEBOOK, len(NOTIFY_CELLS))
+    assert page.evaluate("() => Notification.permission") == "granted"
+    page.evaluate(NOTIFY_SPY)
+    title = page.title()
+    _run_cell(page, cells, 0)
+    _wait_cell_done(cells.nth(0), 30)
+    _run_cell(page, cells, 1)
+    page.wait_for_function("() => window.__notifications.length > 0", timeout=30_000)
+    assert page.evaluate("() => window.__notifications") == ["report completed"]
+    assert page.title().startswith("✔ report completed")
+    _shot(page, "notified")
+    # Back to the page: the mark goes.
+    page.evaluate("() => { window.__away = false; document.dispatchEvent(new Event('visibilitychange')); }")
+    page.wait_for_function("title => document.title === title", arg=title, timeout=5_000)

@@ -144,3 +144,23 @@ def test_a_run_waiting_for_approval_is_answered_after_a_kernel_restart(shell: In
     row.children[1].children[0].click()  # Approve
     wait_until(lambda: again.finished, what="the approved run to finish")
     assert (again.status, again.text, sent) == ("completed", "sent 7", [7])
+
+
+def test_notify_announces_the_end_and_the_wait_for_approval(shell: InteractiveShell, mock: MockServer) -> None:
+    shell.run_cell_magic("agent", "-o _run --notify --name quick --wait --metadata mock_options=tokens=10,tps=0",
+                         "Hi")
+    handle = shell.user_ns["_run"]
+    widget = RunWidget.for_run(handle)
+    assert widget.notifier is not None and widget.notifier in widget.children
+    assert widget.notifier.notice["title"] == "quick completed" and widget.notifier.notice["tag"] == handle.key
+
+    @tool(approval_mode="always_require")
+    def transfer(amount: int) -> str:
+        return f"sent {amount}"
+
+    shell.run_line_magic("config", "AgentMagics.notify = True")
+    agent = Agent(ResponsesClient(mock.url, "sk-test"), model="o3", tools=[transfer], store=False)
+    waiting = agent_cell(shell, agent, [{"call": "transfer", "arguments": {"amount": 1}}, {"answer": "ok"}],
+                         wait=True)
+    notice = RunWidget.for_run(waiting).notifier.notice  # type: ignore[union-attr]
+    assert notice["title"] == "agent-nb run is waiting for your approval"
