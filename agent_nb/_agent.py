@@ -16,6 +16,7 @@ from ._config import endpoint_for
 from ._errors import ConfigurationError, StoredRunNotFound
 from ._messages import follow_mode, request_input
 from ._recorder import RunRecorder
+from ._recording import recording_for
 from ._run import BackgroundRun
 from ._store import CheckpointWriter, RunRecord, RunStore, default_store, new_run_id
 from ._token import ContinuationToken
@@ -28,7 +29,7 @@ __all__ = ["Agent", "AgentSession", "OpenAIResponsesClient"]
 #: Option keys agent-nb understands; any other key is passed to the service as a request field.
 RUN_OPTIONS = frozenset({"background", "continuation_token", "model", "instructions", "max_output_tokens",
                          "metadata", "poll_interval", "raise_on_failure", "name", "labels", "tools",
-                         "max_tool_rounds"})
+                         "max_tool_rounds", "notify", "safety_poll", "record"})
 
 
 class AgentSession:
@@ -150,6 +151,7 @@ class Agent:
         name = opts.pop("name", None)
         labels = dict(opts.pop("labels", None) or {})
         notify, safety_poll = opts.pop("notify", None), float(opts.pop("safety_poll", 60.0))
+        record_to = opts.pop("record", None)
         prompt, body_input = request_input(messages)
         body: dict[str, Any] = {
             "model": opts.pop("model", None) or self.model,
@@ -179,6 +181,7 @@ class Agent:
         run = BackgroundRun(self.client, recorder=recorder, create_body=body, mode=mode, poll_interval=poll_interval,
                             raise_on_failure=raise_on_failure, background=background, tool_loop=loop)
         run.safety_poll = safety_poll
+        run.recording = recording_for(record_to, run.run_id)
         if session is not None:
             run.on_started = lambda started: self._remember(session, started)
         if launch:

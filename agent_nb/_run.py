@@ -15,6 +15,7 @@ from ._items import OutputItems
 from ._legs import Legs
 from ._polling import Polling, output_text
 from ._recorder import RunRecorder
+from ._recording import RunRecording
 from ._resume import ENDED_EVENT, TERMINAL_STATUSES, GaveUp, ResumableStream
 from ._store import RunRecord
 from ._token import ContinuationToken
@@ -72,6 +73,8 @@ class BackgroundRun(Polling, Endings, Legs):
         self._prefix_items: list[dict[str, Any]] = []
         self._prefix_length = 0
         self._leg_end: dict[str, Any] | None = None
+        #: Writes every event received (and each create's request) for replaying offline; see ``_recording``.
+        self.recording: RunRecording | None = None
         self._items = OutputItems(self._split_prefix(items))
         #: Whether ``text`` is exactly the output of events 0..sequence_number (a polled snapshot's text is not).
         self._from_events = True
@@ -179,6 +182,8 @@ class BackgroundRun(Polling, Endings, Legs):
 
     async def _response_updates(self) -> AsyncGenerator[AgentResponseUpdate, None]:
         """The updates of the response the run is at."""
+        if self.response_id is None and self._create_body is not None and self.recording is not None:
+            self.recording.request(self._create_body, self.client.base_url)
         stream = ResumableStream(self.client, self.response_id, self.sequence_number,
                                  create_body=self._create_body if self.response_id is None else None,
                                  on_reconnecting=self._reconnecting, resumable=self.background)
@@ -212,6 +217,8 @@ class BackgroundRun(Polling, Endings, Legs):
 
     def _apply(self, event: dict[str, Any]) -> AgentResponseUpdate:
         """Fold one event into the run's state; returns the update to hand out."""
+        if self.recording is not None:
+            self.recording.event(event, self.response_id)
         kind = event.get("type", "")
         seq = event.get("sequence_number")
         if isinstance(seq, int):

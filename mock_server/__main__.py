@@ -20,6 +20,7 @@ from .generation import MODES, GenerationOptions, ReplyScript
 from .keys import KeySet
 from .limits import Limits
 from .persistence import PersistenceError
+from .replay import ReplayLibrary, load_recordings
 from .server import PortUnavailable, bind
 from .webhooks import WebhookFaults
 
@@ -44,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--webhook-secret", metavar="whsec_...", help="the secret webhooks are signed with")
     parser.add_argument("--webhook-faults", metavar="SPEC", default="",
                         help="webhook faults: delay=S, drop=N, duplicate, reorder=S, bad_signature")
+    parser.add_argument("--replay", type=Path, metavar="FILE|DIR",
+                        help="serve recorded runs (agent-nb's options={'record': ...}) instead of generated ones")
+    parser.add_argument("--replay-speed", type=float, default=1.0, metavar="X",
+                        help="play recordings X times faster (0: as fast as possible; default 1)")
     parser.add_argument("--script", type=Path, help="JSON file mapping prompts to exact replies or agent trajectories")
     parser.add_argument("--poll-retention", type=float, default=600.0,
                         help="seconds a finished response stays retrievable (default 600)")
@@ -108,6 +113,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         webhook_urls=tuple(args.webhook_url or ()),
         webhook_secret=args.webhook_secret,
         webhook_faults=args.webhook_faults,
+        replay=ReplayLibrary(load_recordings(args.replay), args.replay_speed) if args.replay else None,
         poll_retention=args.poll_retention,
         stream_retention=args.stream_retention,
         limits=limits,

@@ -8,6 +8,7 @@ from pathlib import Path
 from .faults import FaultSpec
 from .generation import GenerationOptions, ReplyScript
 from .limits import Limits
+from .replay import ReplayLibrary
 
 DEFAULT_MODELS = ("mock-model", "gpt-4.1", "gpt-4o-mini", "gpt-5", "o3", "o4-mini")
 
@@ -26,6 +27,7 @@ class ServerConfig:
         webhook_urls: where to POST an event when a background response ends (see :mod:`mock_server.webhooks`).
         webhook_secret: the ``whsec_...`` secret webhooks are signed with.
         webhook_faults: faults of webhook deliveries (``delay=S,drop=N,duplicate,reorder=S,bad_signature``).
+        replay: recorded runs to serve instead of generated ones (see :mod:`mock_server.replay`).
         poll_retention: seconds a finished response can still be retrieved (the service keeps about 10 minutes).
         stream_retention: seconds a finished response can still be streamed again (the service allows 5 minutes).
         limits: caps on request sizes and on the work one request may cause.
@@ -40,6 +42,7 @@ class ServerConfig:
     webhook_urls: tuple[str, ...] = ()
     webhook_secret: str | None = None
     webhook_faults: str = ""
+    replay: ReplayLibrary | None = None
     poll_retention: float = 600.0
     stream_retention: float = 300.0
     models: tuple[str, ...] = DEFAULT_MODELS

@@ -16,9 +16,10 @@ from .config import ServerConfig
 from .errors import APIError, not_found
 from .faults import FaultSpec
 from .generation import GenerationOptions, conversation_seed
-from .legs import plan_this_leg
+from .legs import Leg, plan_this_leg
 from .persistence import PersistenceError, SQLitePersistence
 from .records import ResponseRecord, new_id
+from .replay import ReplayRun
 from .runs import Run, plan_steps
 from .validation import CreateParams, item_text
 from .webhooks import WebhookFaults, WebhookSender
@@ -128,7 +129,7 @@ class ResponseService:
         scripted = params.metadata.get("mock_reply")
         if scripted is None and self.config.script is not None:
             scripted = self.config.script.reply_for(prompt)
-        leg = plan_this_leg(
+        leg = Leg(None, 0, []) if self.config.replay is not None else plan_this_leg(  # a replay is recorded
             model=params.model, agent=params.agent, input_items=params.input_items, previous=previous,
             metadata_script=params.metadata.get("mock_agent"),
             script_for_prompt=self.config.script.agent_for(prompt) if self.config.script is not None else None,
@@ -159,7 +160,12 @@ class ResponseService:
             leg=leg.number,
             trajectory=leg.trajectory,
         )
-        run = self._build_run(record, faults, options)
+        if self.config.replay is not None:
+            recording = self.config.replay.match(params.model, params.input_items)
+            run: Run = ReplayRun(record, recording, self.config.replay.speed, faults, options,
+                                 on_record=self._save if record.store else None)
+        else:
+            run = self._build_run(record, faults, options)
         if params.store:
             self.runs[record.id] = run
             self._save(run)
@@ -207,7 +213,7 @@ class ResponseService:
         if record.terminal and record.background and record.id not in self._notified:
             self._notified.add(record.id)
             self.webhooks.notify(record.id, record.status)
-        if self._persistence is not None:
+        if self._persistence is not None and not isinstance(run, ReplayRun):  # a replay is served, not kept
             run.sync_text()
             self._tickets[run.record.id] = self._persistence.save_record(run.record.to_dict(), time.time())
 
