@@ -10,7 +10,8 @@ from typing import Any
 
 from ._client import ResponsesClient
 from ._endings import Endings
-from ._errors import ConnectionLost, RunError, RunExpired, RunFailed, RunNotFound, StoreError
+from ._errors import ConnectionLost, RunError, RunExpired, RunNotFound, StoreError
+from ._following import Following
 from ._items import OutputItems
 from ._legs import Legs
 from ._polling import Polling, output_text
@@ -37,7 +38,7 @@ _STATUS_OF_EVENT = {
 }
 
 
-class BackgroundRun(Polling, Endings, Legs):
+class BackgroundRun(Following, Polling, Endings, Legs):
     """One background response: start or resume it, stream or poll it, and watch its state change.
 
     Most code gets one from ``Agent.start()`` / ``Agent.resume()`` (or through ``Agent.run``). The run keeps
@@ -310,54 +311,3 @@ class BackgroundRun(Polling, Endings, Legs):
     def _notify_store(self) -> None:
         if self.recorder is not None and self.recorder.error is not None:
             self._notify("store")
-
-    # -- running to the end ---------------------------------------------------------------------------------------
-    def start(self) -> asyncio.Task[AgentResponse]:
-        """Follow the run to its end in a task on the running loop (idempotent while it runs)."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run_to_end())
-        return self._task
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    async def _run_to_end(self) -> AgentResponse:
-        try:
-            if self.terminal:  # a finished run re-attached from the store: nothing left to follow
-                if self.status == "failed" and self.raise_on_failure:
-                    raise self.failure()
-            elif self.status == "waiting" and self.user_input_requests:
-                pass  # it goes on once a person answers
-            elif self.mode == "poll":
-                await self._poll_to_end()
-            elif self.mode == "webhook":
-                await self._webhook_to_end()
-            else:
-                async for _ in self.updates():
-                    pass
-            return self.to_response()
-        finally:
-            self._notify("done")
-
-    async def wait(self) -> AgentResponse:
-        """Follow the run to its end and return the response (raises RunFailed / ConnectionLost)."""
-        return await self.start()
-
-    def __await__(self) -> Any:
-        return self.wait().__await__()
-
-    async def cancel(self) -> AgentResponse:
-        """Ask the service to cancel the run; the state becomes ``cancelled`` (or stays as it ended)."""
-        if self.response_id is None:
-            raise RunFailed("This run has not started yet, so there is nothing to cancel.")
-        try:
-            response = await self.client.cancel(self.response_id)
-        except RunNotFound as exc:
-            self._gone(exc)
-        self._absorb_snapshot(response)
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-        return self.to_response()
