@@ -196,9 +196,11 @@ class RunWidget(widgets.VBox):  # type: ignore[misc]
         if self._ended or self.display_handle is None:
             return
         self._ended = True
-        publish(self.display_handle.update, RunCard(self.handle))
+        # The twin first: once the live view is gone its twin is no longer hidden, and the page would show the run
+        # twice until the twin was cleared.
         if self.saved_handle is not None:
             publish(self.saved_handle.update, {"text/html": ""}, raw=True)
+        publish(self.display_handle.update, RunCard(self.handle))
 
     # -- buttons ------------------------------------------------------------------------------------------------
     def _resume(self) -> None:

@@ -396,6 +396,7 @@ def _drive_the_notebook(lab: Lab, page: Page) -> None:
     assert statuses[statuses.index("connection lost"):][-1] == "completed", statuses
     # Finished, the live view gives its place to the saved view: static, with nothing left to click.
     saved = cells.nth(1).locator(".agent-nb-saved")
+    expect(saved).to_have_count(1, timeout=10_000)  # the run is shown once: its twin was cleared
     expect(saved).to_be_visible(timeout=10_000)
     expect(widget).to_have_count(0)
     expect(saved.locator("b").first).to_have_text("completed")
