@@ -11,7 +11,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-from agent_nb import Agent, ResponsesClient, tool
+from agent_nb import Agent, FunctionTool, ResponsesClient, tool
 from agent_nb.notebook import NotebookRun, RunCard, RunWidget
 from agent_nb.notebook._answer_view import PAGE_SIZE, AnswerView
 from mock_server import MockServer
@@ -30,6 +30,18 @@ def agent_cell(shell: InteractiveShell, agent: Agent, steps: list[dict[str, Any]
     handle = shell.user_ns["_run"]
     assert isinstance(handle, NotebookRun)
     return handle
+
+
+def transfer_tool() -> tuple[FunctionTool, list[int]]:
+    """A tool that needs approval, and the amounts it was called with."""
+    sent: list[int] = []
+
+    @tool(approval_mode="always_require")
+    def transfer(amount: int) -> str:
+        sent.append(amount)
+        return f"sent {amount}"
+
+    return transfer, sent
 
 
 def test_each_step_its_sources_and_the_tools_results_are_shown_and_inert(shell: InteractiveShell,
@@ -64,12 +76,7 @@ def test_each_step_its_sources_and_the_tools_results_are_shown_and_inert(shell: 
 
 def test_an_approval_is_answered_with_the_widgets_button_and_the_run_goes_on(shell: InteractiveShell,
                                                                             mock: MockServer) -> None:
-    sent: list[int] = []
-
-    @tool(approval_mode="always_require")
-    def transfer(amount: int) -> str:
-        sent.append(amount)
-        return f"sent {amount}"
+    transfer, sent = transfer_tool()
 
     agent = Agent(ResponsesClient(mock.url, "sk-test"), model="o3", tools=[transfer], store=False)
     handle = agent_cell(shell, agent, [{"call": "transfer", "arguments": {"amount": 5}},
@@ -119,12 +126,7 @@ def test_the_answer_is_drawn_in_pages_so_a_redraw_sends_only_the_page_being_writ
 
 def test_a_run_waiting_for_approval_is_answered_after_a_kernel_restart(shell: InteractiveShell,
                                                                        mock: MockServer) -> None:
-    sent: list[int] = []
-
-    @tool(approval_mode="always_require")
-    def transfer(amount: int) -> str:
-        sent.append(amount)
-        return f"sent {amount}"
+    transfer, sent = transfer_tool()
 
     agent = Agent(ResponsesClient(mock.url, "sk-test"), model="o3", tools=[transfer])
     first = agent_cell(shell, agent, [{"call": "transfer", "arguments": {"amount": 7}}, {"answer": "{output}"}],
@@ -154,10 +156,7 @@ def test_notify_announces_the_end_and_the_wait_for_approval(shell: InteractiveSh
     assert widget.notifier is not None and widget.notifier in widget.children
     assert widget.notifier.notice["title"] == "quick completed" and widget.notifier.notice["tag"] == handle.key
 
-    @tool(approval_mode="always_require")
-    def transfer(amount: int) -> str:
-        return f"sent {amount}"
-
+    transfer, _ = transfer_tool()
     shell.run_line_magic("config", "AgentMagics.notify = True")
     agent = Agent(ResponsesClient(mock.url, "sk-test"), model="o3", tools=[transfer], store=False)
     waiting = agent_cell(shell, agent, [{"call": "transfer", "arguments": {"amount": 1}}, {"answer": "ok"}],
