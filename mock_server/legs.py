@@ -16,6 +16,7 @@ from .errors import APIError, bad_request
 from .records import ResponseRecord
 from .tools import AgentParams
 from .trajectory import LegContext, lead_text, parse_script, plan_leg, split_legs
+from .validation import item_text
 
 _ANSWERS = frozenset({"function_call_output", "mcp_approval_response"})
 
@@ -82,7 +83,7 @@ def _context(input_items: list[dict[str, Any]], previous: ResponseRecord | None)
             if call is None or call.get("type") != "function_call":
                 raise APIError(400, f"No tool call found for function call output with call_id {item['call_id']}.",
                                param="input", code=None)
-            outputs.append((str(call.get("name")), _output_text(item["output"])))
+            outputs.append((str(call.get("name")), item_text(item)))
         else:
             request = known.get(item["approval_request_id"])
             if request is None or request.get("type") != "mcp_approval_request":
@@ -91,11 +92,3 @@ def _context(input_items: list[dict[str, Any]], previous: ResponseRecord | None)
                                code=None)
             approvals.append((request, bool(item["approve"]), item.get("reason")))
     return LegContext(outputs, approvals), groups
-
-
-def _output_text(output: object) -> str:
-    if isinstance(output, str):
-        return output
-    if isinstance(output, list):
-        return "".join(p.get("text", "") for p in output if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""

@@ -23,8 +23,6 @@ from .validation import item_text
 
 __all__ = ["Recording", "ReplayLibrary", "ReplayRun", "load_recordings"]
 
-_LIFECYCLE = frozenset({"response.created", "response.in_progress", "response.completed", "response.failed",
-                        "response.incomplete"})
 
 
 @dataclass
@@ -105,20 +103,14 @@ class ReplayRun(Run):
     def __init__(self, record: ResponseRecord, recording: Recording, speed: float, faults: FaultSpec,
                  options: GenerationOptions, **kwargs: Any) -> None:
         times = [t for t, _ in recording.events]
-        steps = [Step("replay", delay=(times[i] - times[i - 1]) / speed if i and speed > 0 else 0.0)
-                 for i in range(len(times))]
+        # Each step's kind is its recorded event's type, which is what Run._emit names the frame with.
+        steps = [Step(str(event.get("type", "")), delay=(times[i] - times[i - 1]) / speed if i and speed > 0
+                      else 0.0) for i, (_, event) in enumerate(recording.events)]
         self._recorded = [json.dumps(event, ensure_ascii=False, separators=(",", ":")).replace(
             recording.response_id, record.id) if recording.response_id else json.dumps(event)
             for _, event in recording.events]
         self._response: dict[str, Any] | None = None
-        self._types = [str(event.get("type", "")) for _, event in recording.events]
         super().__init__(record, steps, faults, options, **kwargs)
-
-    def _emit(self, index: int, step: Step) -> None:
-        data = self._apply(index, step)
-        self.frames.append(f"event: {self._types[index]}\ndata: {data}\n\n".encode())
-        if self._types[index] in _LIFECYCLE and self._on_record is not None:
-            self._on_record(self)
 
     def _apply(self, seq: int, step: Step) -> str:
         data = self._recorded[seq]

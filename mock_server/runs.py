@@ -92,6 +92,7 @@ class Run:
         self._waiters: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
         self.deleted = False
+        self.announced = False  # whether its end was sent as a webhook
         m = record.message_id
         self._delta_prefix = ('{"type":"response.output_text.delta","sequence_number":')
         self._message_index = record.message_index
@@ -196,11 +197,11 @@ class Run:
 
     def _emit(self, index: int, step: Step) -> None:
         data = self._apply(index, step)
-        event_type = _EVENT_TYPES[step.kind]
+        event_type = _EVENT_TYPES.get(step.kind, step.kind)  # a replayed step's kind is its event's type
         self.frames.append(f"event: {event_type}\ndata: {data}\n\n".encode())
         if self._on_event is not None:
             self._on_event(self, index, event_type, data)
-        if step.kind in _LIFECYCLE and self._on_record is not None:
+        if event_type in _LIFECYCLE and self._on_record is not None:
             self._on_record(self)
 
     def _apply(self, seq: int, step: Step) -> str:
@@ -311,4 +312,5 @@ _EVENT_TYPES = {
     "failed": "response.failed",
     **ITEM_EVENT_TYPES,
 }
-_LIFECYCLE = frozenset({"created", "in_progress", "completed", "incomplete", "failed"})
+#: The events after which a response's record is saved.
+_LIFECYCLE = frozenset(_EVENT_TYPES[kind] for kind in ("created", "in_progress", "completed", "incomplete", "failed"))

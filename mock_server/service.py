@@ -59,7 +59,6 @@ class ResponseService:
         self._tickets: dict[str, int] = {}  # the last write of each response's record
         self.webhooks = WebhookSender(urls=list(config.webhook_urls), secret=config.webhook_secret,
                                       faults=WebhookFaults.parse(config.webhook_faults, param="--webhook-faults"))
-        self._notified: set[str] = set()  # responses whose end was sent as a webhook
 
     # -- life cycle ---------------------------------------------------------------------------------------------
     async def startup(self) -> None:
@@ -210,8 +209,8 @@ class ResponseService:
 
     def _save(self, run: Run) -> None:
         record = run.record
-        if record.terminal and record.background and record.id not in self._notified:
-            self._notified.add(record.id)
+        if record.terminal and record.background and not run.announced:
+            run.announced = True
             self.webhooks.notify(record.id, record.status)
         if self._persistence is not None and not isinstance(run, ReplayRun):  # a replay is served, not kept
             run.sync_text()

@@ -42,11 +42,12 @@ class AgentParams:
 def parse_agent_params(body: dict[str, Any]) -> AgentParams:
     tools = _tools(body.get("tools"))
     return AgentParams(tools=tools, tool_choice=_tool_choice(body.get("tool_choice"), tools),
-                       parallel_tool_calls=_bool(body, "parallel_tool_calls", True),
+                       parallel_tool_calls=flag(body, "parallel_tool_calls", True),
                        reasoning=_reasoning(body.get("reasoning")))
 
 
-def _bool(body: dict[str, Any], name: str, default: bool) -> bool:
+def flag(body: dict[str, Any], name: str, default: bool) -> bool:
+    """A boolean request field: absent or null is ``default``, anything but a boolean is a 400 naming it."""
     value = body.get(name)
     if value is None:
         return default

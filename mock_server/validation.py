@@ -7,7 +7,7 @@ from typing import Any
 
 from .errors import bad_request, invalid_type
 from .records import new_id
-from .tools import AgentParams, parse_agent_params
+from .tools import AgentParams, flag, parse_agent_params
 
 _ROLES = frozenset({"user", "assistant", "system", "developer"})
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
@@ -38,9 +38,9 @@ def parse_create(body: object) -> CreateParams:
         raise invalid_type("model", "a string", model)
     if not model.strip():
         raise bad_request("Invalid 'model': empty string.", param="model", code="invalid_value")
-    background = _flag(body, "background", False)
-    stream = _flag(body, "stream", False)
-    store = _flag(body, "store", True)
+    background = flag(body, "background", False)
+    stream = flag(body, "stream", False)
+    store = flag(body, "store", True)
     if background and not store:
         raise bad_request("Background mode requires 'store' to be true: background responses must be stored.",
                           param="store", code="invalid_value")
@@ -66,15 +66,6 @@ def parse_create(body: object) -> CreateParams:
         max_output_tokens=max_tokens,
         agent=parse_agent_params(body),
     )
-
-
-def _flag(body: dict[str, Any], name: str, default: bool) -> bool:
-    value = body.get(name, default)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise invalid_type(name, "a boolean", value)
-    return value
 
 
 def _optional(body: dict[str, Any], name: str, kind: type, expected: str) -> Any:
@@ -170,7 +161,7 @@ def item_text(item: dict[str, Any]) -> str:
         return str(item["output"])
     if item.get("type") == "function_call":
         return f"{item.get('name')}({item.get('arguments')})"
-    parts = item.get("content")
+    parts = item.get("output") if isinstance(item.get("output"), list) else item.get("content")
     if not isinstance(parts, list):
         return ""
     return "".join(p.get("text", "") for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str))

@@ -20,6 +20,7 @@ import json
 import re
 import secrets
 import time
+from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -31,6 +32,7 @@ from .records import new_id
 __all__ = ["WebhookFaults", "WebhookSender", "sign"]
 
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)  # seconds before each retry of a delivery
+_KEPT = 200  # deliveries kept for GET /mock/webhooks
 _USER_AGENT = "OpenAI/1.0 (+https://platform.openai.com/docs/webhooks)"
 
 
@@ -81,19 +83,19 @@ class WebhookFaults:
 
 @dataclass
 class WebhookSender:
-    """Where and how the server sends its webhooks; ``deliveries`` records every attempt's outcome."""
+    """Where and how the server sends its webhooks; ``deliveries`` records the latest deliveries' outcomes."""
 
     urls: list[str] = field(default_factory=list)
     secret: str | None = None
     faults: WebhookFaults = field(default_factory=WebhookFaults)
     timeout: float = 5.0
-    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    deliveries: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=_KEPT))
     _count: int = 0
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def describe(self) -> dict[str, Any]:
         return {"urls": list(self.urls), "secret_set": self.secret is not None, "faults": str(self.faults),
-                "deliveries": self.deliveries[-200:]}
+                "deliveries": list(self.deliveries)}
 
     def configure(self, body: Any) -> None:
         """Apply ``PUT /mock/webhooks``: ``urls``, ``secret`` and ``faults``, each optional."""
