@@ -9,9 +9,10 @@ kept in the run's record, so they can be answered after a kernel restart or from
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
+
+from ._contents import arguments_of
 
 __all__ = ["ApprovalRequest"]
 
@@ -34,11 +35,7 @@ class ApprovalRequest:
         self._answer = answer
 
     def parse_arguments(self) -> dict[str, Any]:
-        try:
-            value = json.loads(self.arguments)
-        except ValueError:
-            return {}
-        return value if isinstance(value, dict) else {}
+        return arguments_of(self.arguments)
 
     def approve(self) -> None:
         """Allow the call; once every request is answered, the run goes on."""

@@ -13,7 +13,16 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["Content", "contents_of_event", "contents_of_items"]
+__all__ = ["Content", "arguments_of", "contents_of_event", "contents_of_items"]
+
+
+def arguments_of(arguments: str | None) -> dict[str, Any]:
+    """A call's JSON arguments as a dict (``{}`` when there are none or they are not a JSON object)."""
+    try:
+        value = json.loads(arguments or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 class Content:
@@ -49,11 +58,7 @@ class Content:
 
     def parse_arguments(self) -> dict[str, Any]:
         """A function call's arguments as a dict (``{}`` when there are none or they are not a JSON object)."""
-        try:
-            value = json.loads(self.arguments or "{}")
-        except ValueError:
-            return {}
-        return value if isinstance(value, dict) else {}
+        return arguments_of(self.arguments)
 
     def __repr__(self) -> str:
         shown = {name: getattr(self, name) for name in ("text", "call_id", "name", "arguments", "result", "id",

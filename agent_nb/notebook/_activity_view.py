@@ -15,7 +15,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from ._style import muted
-from ._timeline import block_html, block_signature, current_step, is_settled
+from ._timeline import block_html, block_signature, call_results, current_step, is_settled
 
 __all__ = ["ActivityView"]
 
@@ -46,7 +46,7 @@ class ActivityView(widgets.VBox):  # type: ignore[misc]
         value = f"{muted('now:')} {html.escape(step)}" if step else ""
         if self.step_line.value != value:
             self.step_line.value = value
-        results = {i.get("call_id"): str(i.get("output")) for i in items if i.get("type") == "function_call_output"}
+        results = call_results(items)
         added = []
         last = len(items) - 1
         for index, item in enumerate(items):

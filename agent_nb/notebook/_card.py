@@ -14,7 +14,7 @@ from typing import Any
 from ._handle import NotebookRun
 from ._markdown import render_markdown
 from ._style import label, muted, status_html
-from ._timeline import block_html, citations_html
+from ._timeline import block_html, call_results, citations_html
 
 __all__ = ["RunCard"]
 
@@ -66,7 +66,7 @@ class RunCard:
 
 
 def _steps(items: list[dict[str, Any]]) -> list[str]:
-    results = {i.get("call_id"): str(i.get("output")) for i in items if i.get("type") == "function_call_output"}
+    results = call_results(items)
     return [block_html(i, results.get(i.get("call_id"))) for i in items]
 
 

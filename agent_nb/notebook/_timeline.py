@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from ._markdown import render_markdown
 from ._style import muted
 
-__all__ = ["block_html", "block_signature", "citations_html", "current_step", "is_settled"]
+__all__ = ["block_html", "block_signature", "call_results", "citations_html", "current_step", "is_settled"]
 
 _MAX_SHOWN = 4_000  # characters of arguments, code or output shown in a block (the rest: "… N more")
 
@@ -80,6 +80,11 @@ def current_step(items: list[dict[str, Any]], status: str) -> str:
     if kind == "message":
         return "writing the answer"
     return str(kind or "working").replace("_", " ")
+
+
+def call_results(items: list[dict[str, Any]]) -> dict[Any, str]:
+    """Each function call's output, by call id, from the ``function_call_output`` items of the run."""
+    return {i.get("call_id"): str(i.get("output")) for i in items if i.get("type") == "function_call_output"}
 
 
 def is_settled(item: dict[str, Any], last: bool, result: str | None) -> bool:
