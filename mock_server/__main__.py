@@ -15,14 +15,23 @@ from pathlib import Path
 
 from .config import ServerConfig
 from .errors import APIError
-from .faults import FAULT_KEYS, FaultSpec, describe_faults
+from .faults import FAULT_KEYS, RATE_KEYS, FaultSpec, describe_faults
 from .generation import MODES, GenerationOptions, ReplyScript
 from .keys import KeySet
 from .limits import Limits
 from .persistence import PersistenceError
+from .ratelimit import MAX_BUDGET
 from .replay import ReplayLibrary, load_recordings
 from .server import PortUnavailable, bind
 from .webhooks import WebhookFaults
+
+_CONTROL = """control endpoints (not rate limited):
+  GET /mock/health                  status, responses held, creates accepted since start
+  GET|PUT|DELETE /mock/faults       server-wide faults: {"faults": "drop_rate=0.1,http_429_rate=0.05"}
+  GET|PUT|DELETE /mock/options      default generation options: {"options": "tokens=40,tps=0"}
+  GET|PUT /mock/webhooks            webhook targets {"urls", "secret", "faults"} and the deliveries made
+  GET|PUT|DELETE /mock/rate_limits  {"requests_per_minute": N, "tokens_per_minute": N} per key (null: unlimited);
+                                    GET shows each key's remaining budget by fingerprint, never the key"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "fault injection.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="faults (for --faults, metadata {\"mock_faults\": ...}, the X-Mock-Faults header, PUT /mock/faults):\n"
-               + describe_faults(),
+               + describe_faults() + "\n\n" + _CONTROL,
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=8765, help="port to bind, 0 for a free one (default 8765)")
@@ -65,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"deepest JSON nesting accepted (default {caps.max_depth})")
     limits.add_argument("--max-tokens", type=int, default=caps.max_tokens,
                         help=f"most text deltas one reply may have (default {caps.max_tokens:,})")
+    rates = parser.add_argument_group("rate limits per API key, as the service's (429 with Retry-After when spent)")
+    rates.add_argument("--rate-limit-rpm", type=int, default=0, metavar="N",
+                       help="requests per minute, refilled continuously (default 0: unlimited)")
+    rates.add_argument("--rate-limit-tpm", type=int, default=0, metavar="N",
+                       help="tokens per minute that creates may cost: input/4 plus max_output_tokens, else --tokens "
+                            "(default 0: unlimited)")
     pace = parser.add_argument_group("output and pacing")
     defaults = GenerationOptions()
     pace.add_argument("--tokens", type=int, default=defaults.tokens, help="text deltas per reply")
@@ -81,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         if kind is bool:
             faults.add_argument(flag, action="store_true", default=None, help=help_text)
         else:
-            faults.add_argument(flag, type=kind, default=None, metavar="N", help=help_text)
+            faults.add_argument(flag, type=kind, default=None, metavar="P" if key in RATE_KEYS else "N",
+                                help=help_text)
     return parser
 
 
@@ -98,6 +114,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     for name in ("max_body_bytes", "max_json_depth", "max_tokens"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1.")
+    for name in ("rate_limit_rpm", "rate_limit_tpm"):
+        if not 0 <= getattr(args, name) <= MAX_BUDGET:
+            raise ValueError(f"--{name.replace('_', '-')} must be between 0 (unlimited) and {MAX_BUDGET:,}.")
     limits = Limits(max_body_bytes=args.max_body_bytes, max_depth=args.max_json_depth, max_tokens=args.max_tokens)
     if options.tokens > limits.max_tokens:
         raise ValueError(f"--tokens {options.tokens} is more than --max-tokens {limits.max_tokens}.")
@@ -117,6 +136,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         poll_retention=args.poll_retention,
         stream_retention=args.stream_retention,
         limits=limits,
+        rate_limit_rpm=args.rate_limit_rpm or None,
+        rate_limit_tpm=args.rate_limit_tpm or None,
     )
 
 

@@ -1,4 +1,15 @@
-"""The Starlette application: routes of the Responses API, the control endpoints, auth and error handling."""
+"""The Starlette application: routes of the Responses API, the control endpoints, auth and error handling.
+
+Control endpoints (never rate limited; behind the API key when one is set, except ``/mock/health``):
+
+* ``GET /mock/health``: ``{"status", "responses", "creates", "statuses"}`` (``creates`` counts every accepted create
+  since start);
+* ``GET|PUT|DELETE /mock/faults``: the server-wide fault spec, ``{"faults": "..."}``;
+* ``GET|PUT|DELETE /mock/options``: the default generation options, ``{"options": "..."}``;
+* ``GET|PUT /mock/webhooks``: where webhooks go, and the deliveries made;
+* ``GET|PUT|DELETE /mock/rate_limits``: ``{"requests_per_minute", "tokens_per_minute"}`` per key, and each key's
+  remaining budget by fingerprint (see :mod:`mock_server.ratelimit`).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +30,7 @@ from .faults import FaultSpec
 from .generation import GenerationOptions
 from .keys import KeySet
 from .limits import Limits, parse_json
+from .ratelimit import RateLimiter, RateLimitMiddleware, parse_rate_limits
 from .service import ResponseService
 from .streaming import EventStream
 from .validation import parse_create
@@ -39,7 +51,9 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         finally:
             await service.shutdown()
 
-    api = _ResponsesAPI(service)
+    limiter = RateLimiter(config.rate_limit_rpm, config.rate_limit_tpm,
+                          output_tokens=lambda: service.options.tokens)
+    api = _ResponsesAPI(service, limiter)
     routes = [
         Route("/v1/responses", api.create, methods=["POST"]),
         Route("/v1/responses/{response_id}", api.retrieve, methods=["GET"]),
@@ -52,6 +66,7 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         Route("/mock/faults", api.faults, methods=["GET", "PUT", "DELETE"]),
         Route("/mock/options", api.options, methods=["GET", "PUT", "DELETE"]),
         Route("/mock/webhooks", api.webhooks, methods=["GET", "PUT"]),
+        Route("/mock/rate_limits", api.rate_limits, methods=["GET", "PUT", "DELETE"]),
     ]
     app = Starlette(
         routes=routes,
@@ -59,7 +74,10 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         exception_handlers={APIError: _api_error, HTTPException: _http_error, Exception: _unexpected_error},
     )
     app.state.service = service
+    app.state.rate_limiter = limiter
     app.state.keys = KeySet([*([config.api_key] if config.api_key else []), *config.api_keys])
+    # Inside the auth check (added later, so it runs first): a request without an accepted key costs nothing.
+    app.add_middleware(RateLimitMiddleware, limiter=limiter, max_body_bytes=config.limits.max_body_bytes)
     if app.state.keys.enabled:
         app.add_middleware(_BearerAuth, keys=app.state.keys)
     return app
@@ -111,8 +129,9 @@ class _BearerAuth:
 
 
 class _ResponsesAPI:
-    def __init__(self, service: ResponseService) -> None:
+    def __init__(self, service: ResponseService, limiter: RateLimiter) -> None:
         self.service = service
+        self.limiter = limiter
         self.limits = service.config.limits
 
     async def _gate(self, request: Request, body: bytes = b"", response_id: str | None = None) -> FaultSpec:
@@ -221,6 +240,15 @@ class _ResponsesAPI:
         if request.method == "PUT":
             self.service.webhooks.configure(await _json_object(request, self.limits))
         return JSONResponse(self.service.webhooks.describe())
+
+    async def rate_limits(self, request: Request) -> Response:
+        """``PUT {"requests_per_minute", "tokens_per_minute"}`` (null: unlimited) sets the per-key limits, and every
+        key's budget starts full; ``DELETE`` removes them; ``GET`` also shows each key's remaining budget."""
+        if request.method == "PUT":
+            self.limiter.configure(*parse_rate_limits(await _json_object(request, self.limits)))
+        elif request.method == "DELETE":
+            self.limiter.configure(None, None)
+        return JSONResponse(self.limiter.describe())
 
     async def options(self, request: Request) -> Response:
         if request.method == "PUT":

@@ -31,6 +31,9 @@ class ServerConfig:
         poll_retention: seconds a finished response can still be retrieved (the service keeps about 10 minutes).
         stream_retention: seconds a finished response can still be streamed again (the service allows 5 minutes).
         limits: caps on request sizes and on the work one request may cause.
+        rate_limit_rpm: requests per minute each API key may make (``None``/0: unlimited; see
+            :mod:`mock_server.ratelimit`; changeable at run time through ``/mock/rate_limits``).
+        rate_limit_tpm: tokens per minute each API key's creates may cost (``None``/0: unlimited).
     """
 
     options: GenerationOptions = field(default_factory=GenerationOptions)
@@ -47,3 +50,5 @@ class ServerConfig:
     stream_retention: float = 300.0
     models: tuple[str, ...] = DEFAULT_MODELS
     limits: Limits = field(default_factory=Limits)
+    rate_limit_rpm: int | None = None
+    rate_limit_tpm: int | None = None

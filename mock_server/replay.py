@@ -4,7 +4,8 @@
 had the same model and the same last user message; failing that, recordings are served in order (cycling). The
 recorded events are streamed again at the recorded pace (``--replay-speed 10`` plays ten times faster, ``0`` as fast
 as possible), under the new response's id, resumable with ``starting_after`` like any response, and every stream and
-HTTP fault applies to them (``fail_at`` and ``incomplete_at`` do not: the recording says how the run ended).
+HTTP fault applies to them (``fail_at``, ``fail_rate`` and ``incomplete_at`` do not: the recording says how the run
+ended).
 """
 
 from __future__ import annotations

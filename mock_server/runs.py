@@ -63,10 +63,9 @@ def plan_steps(record: ResponseRecord, options: GenerationOptions, faults: Fault
                 number += 1
         steps += [Step("text_done"), Step("part_done"), Step("item_done")]
     steps.append(Step(ending))
-    if faults.fail_at is not None:
-        at = max(1, faults.fail_at)
-        if at < len(steps):
-            steps = [*steps[:at], Step("failed")]
+    failing = faults.fail_index(record.id, len(steps))
+    if failing is not None and failing < len(steps):
+        steps = [*steps[:failing], Step("failed")]
     return steps
 
 

@@ -107,6 +107,13 @@ class MockServer:
         httpx.put(self.base_url + "/mock/faults", json={"faults": str(spec)}, headers=self._auth(),
                   timeout=10).raise_for_status()
 
+    def set_rate_limits(self, requests_per_minute: int | None = None, tokens_per_minute: int | None = None) -> None:
+        """Limit every API key to these budgets, each starting full (as ``PUT /mock/rate_limits`` does); ``None``
+        is unlimited."""
+        httpx.put(self.base_url + "/mock/rate_limits", json={"requests_per_minute": requests_per_minute,
+                                                             "tokens_per_minute": tokens_per_minute},
+                  headers=self._auth(), timeout=10).raise_for_status()
+
     def set_api_keys(self, *keys: str) -> None:
         """Accept exactly these bearer keys from now on (``re:PATTERN`` for a pattern), as a rotated token would be."""
         if self._keys is None:

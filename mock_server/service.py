@@ -1,14 +1,11 @@
-"""The responses held by one server: creating, finding, expiring and restoring them, and the HTTP-error faults."""
+"""The responses held by one server: creating, finding, expiring and restoring them."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import math
 import random
 import sys
 import time
-from collections import OrderedDict
 from typing import Any
 
 from .answer import answer_deltas
@@ -16,6 +13,7 @@ from .config import ServerConfig
 from .errors import APIError, not_found
 from .faults import FaultSpec
 from .generation import GenerationOptions, conversation_seed
+from .http_faults import HTTPFaults
 from .legs import Leg, plan_this_leg
 from .persistence import PersistenceError, SQLitePersistence
 from .records import ResponseRecord, new_id
@@ -23,23 +21,6 @@ from .replay import ReplayRun
 from .runs import Run, plan_steps
 from .validation import CreateParams, item_text
 from .webhooks import WebhookFaults, WebhookSender
-
-_HTTP_FAULT_BODIES = {
-    429: ("Rate limit reached for requests (mock fault). Please try again in {s}s.", "requests",
-          "rate_limit_exceeded"),
-    500: ("The server had an error while processing your request (mock fault). Sorry about that!", "server_error",
-          None),
-    503: ("The server is overloaded or not ready yet (mock fault). Please try again in {s}s.", "server_error",
-          None),
-}
-
-
-def http_fault(status: int, retry_after: float) -> APIError:
-    message, kind, code = _HTTP_FAULT_BODIES[status]
-    headers = {}
-    if status in (429, 503):
-        headers = {"retry-after": str(max(0, math.ceil(retry_after))), "retry-after-ms": str(int(retry_after * 1000))}
-    return APIError(status, message.format(s=f"{retry_after:g}"), type=kind, code=code, headers=headers)
 
 
 class ResponseService:
@@ -50,10 +31,9 @@ class ResponseService:
         self.faults = config.faults.without_http_errors()
         self.options = config.options
         self.runs: dict[str, Run] = {}
-        self._server_http: dict[int, int] = dict(config.faults.http_errors)
-        self._server_retry_after = config.faults.retry_after
-        #: HTTP-error counts of X-Mock-Faults requests, by request identity; the oldest are forgotten first.
-        self._request_http: OrderedDict[str, dict[int, int]] = OrderedDict()
+        self.http_faults = HTTPFaults(config.faults, tracked_requests=config.limits.tracked_requests,
+                                      seed=config.options.seed)
+        self.creates = 0  # responses created since start (every accepted create, stored or not)
         self._persistence = SQLitePersistence(config.db) if config.db else None
         self._sweeper: asyncio.Task[None] | None = None
         self._tickets: dict[str, int] = {}  # the last write of each response's record
@@ -78,39 +58,14 @@ class ResponseService:
     def set_faults(self, spec: FaultSpec) -> None:
         """Replace the server-wide faults; HTTP-error counts start again."""
         self.faults = spec.without_http_errors()
-        self._server_http = dict(spec.http_errors)
-        self._server_retry_after = spec.retry_after
+        self.http_faults.set(spec)
 
     def server_faults(self) -> FaultSpec:
-        return self.faults.merged(FaultSpec(http_429=self._server_http.get(429, 0),
-                                            http_500=self._server_http.get(500, 0),
-                                            http_503=self._server_http.get(503, 0),
-                                            retry_after=self._server_retry_after))
+        return self.faults.merged(self.http_faults.spec())
 
-    # -- HTTP-error faults --------------------------------------------------------------------------------------
     def check_http_faults(self, identity: bytes, header: FaultSpec | None, response_id: str | None) -> None:
-        """Raise the injected HTTP error this request should get, if any."""
-        status = _take(self._server_http)
-        if status:
-            raise http_fault(status, self._server_retry_after)
-        if header is not None and header.http_errors:
-            key = hashlib.sha256(identity).hexdigest()
-            counts = self._request_http.get(key)
-            if counts is None:
-                counts = self._request_http[key] = dict(header.http_errors)
-                while len(self._request_http) > self.config.limits.tracked_requests:
-                    self._request_http.popitem(last=False)
-            else:
-                self._request_http.move_to_end(key)
-            status = _take(counts)
-            if status:
-                raise http_fault(status, header.retry_after)
-        if response_id is not None:
-            run = self.runs.get(response_id)
-            if run is not None:
-                status = _take(run.http_errors)
-                if status:
-                    raise http_fault(status, run.faults.retry_after)
+        """Raise the injected HTTP error this request should get, if any (see :mod:`mock_server.http_faults`)."""
+        self.http_faults.check(identity, header, None if response_id is None else self.runs.get(response_id))
 
     # -- creating -----------------------------------------------------------------------------------------------
     def create(self, params: CreateParams, header_faults: FaultSpec) -> Run:
@@ -239,6 +194,7 @@ class ResponseService:
         except APIError:
             self.delete(run.record.id)
             raise
+        self.creates += 1
         return run
 
     def _restore(self, persistence: SQLitePersistence) -> None:
@@ -320,18 +276,10 @@ class ResponseService:
         statuses: dict[str, int] = {}
         for run in self.runs.values():
             statuses[run.record.status] = statuses.get(run.record.status, 0) + 1
-        stats: dict[str, Any] = {"responses": len(self.runs), "statuses": statuses}
+        stats: dict[str, Any] = {"responses": len(self.runs), "creates": self.creates, "statuses": statuses}
         if self._persistence is not None:
             stats["persistence"] = self._persistence.health
         return stats
-
-
-def _take(counts: dict[int, int]) -> int | None:
-    for status in (429, 500, 503):
-        if counts.get(status, 0) > 0:
-            counts[status] -= 1
-            return status
-    return None
 
 
 def _options_string(options: GenerationOptions) -> str:

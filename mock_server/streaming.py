@@ -52,7 +52,7 @@ class EventStream:
         faults = run.faults
         number = run.stream_connections
         run.stream_connections += 1
-        self.drop_after = faults.drop_after if faults.drop_after is not None and number < faults.drops else None
+        self.drop_after = faults.drop_after_for(run.record.id, number, len(run.steps) - start)
         self.stall_after = faults.stall_after if faults.stall > 0 and number < faults.stalls else None
         self.split = faults.split
         self._disconnected = False

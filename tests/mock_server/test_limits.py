@@ -124,7 +124,7 @@ def test_fault_counts_of_distinct_requests_are_remembered_only_up_to_the_limit()
     with TestClient(app) as http:
         for i in range(50):
             assert http.get(f"/v1/models/m{i}", headers={"X-Mock-Faults": "http_500=1"}).status_code == 500
-        tracked = app.state.service._request_http
+        tracked = app.state.service.http_faults.requests
         assert len(tracked) == 5
         # The newest are the ones remembered: they stay used up, so a retry of one of them succeeds.
         assert http.get("/v1/models/m49", headers={"X-Mock-Faults": "http_500=1"}).status_code == 200
