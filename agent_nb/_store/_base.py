@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import abc
 import builtins
+import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
 
 from .._errors import StoredRunNotFound, StoreError
+from ._ledger import BatchLedger
 from ._record import FIELDS, TERMINAL, RunRecord
 
 __all__ = ["RunStore"]
@@ -114,6 +116,16 @@ class RunStore(abc.ABC):
         """Apply ``fields`` atomically if the run is unfinished, when ``past`` is given its stored sequence number
         is None or below ``past``, and when ``response_id`` is given it is the stored one; return whether they were
         applied (:class:`StoredRunNotFound` if the run is not there)."""
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A block whose writes are committed together where the backend can (SQLite); elsewhere each write is
+        atomic on its own. Batches use it to record many runs in one commit."""
+        yield None
+
+    def ledger(self) -> BatchLedger:
+        """The batches kept in this store (see :mod:`agent_nb.batch`)."""
+        raise StoreError(f"{self} cannot keep batches; use a SQLiteRunStore or a RedisRunStore.")
 
     @abc.abstractmethod
     def delete(self, run_id: str) -> None:

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from .._errors import StoreError
 from ._base import RunStore, status_filter
 from ._record import TERMINAL, RunRecord
+from ._redis_ledger import RedisLedger
 
 __all__ = ["DEFAULT_URL", "RedisRunStore", "redact_url"]
 
@@ -163,6 +164,10 @@ class RedisRunStore(RunStore):
         except (TypeError, ValueError) as exc:
             raise StoreError(f"Run {_text(values['run_id'])!r} in {self} is damaged ({exc}); delete it with "
                              "store.delete(run_id).") from None
+
+    def ledger(self) -> RedisLedger:
+        """The batches kept in this Redis database, under this store's prefix."""
+        return RedisLedger(self)
 
     # -- RunStore ------------------------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from .._errors import StoreError
 from .._home import agent_nb_home, make_private_dirs
 from ._base import RunStore, status_filter
 from ._record import FIELDS, TERMINAL, RunRecord
+from ._sqlite_ledger import LEDGER_SCHEMA, SQLiteLedger
 
 __all__ = ["SQLiteRunStore", "default_path"]
 
@@ -50,6 +51,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ("ALTER TABLE runs ADD COLUMN service TEXT",),  # the endpoint's kind, e.g. the bundled mock server
     ("ALTER TABLE runs ADD COLUMN items TEXT",),  # the output items, as JSON
     ("ALTER TABLE runs ADD COLUMN chain TEXT",),  # the tool rounds of a run with function tools, as JSON
+    LEDGER_SCHEMA,  # batches: their items, and which process works on each
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 _JSON_COLUMNS = frozenset({"labels", "error", "items", "chain"})
@@ -90,7 +92,7 @@ class SQLiteRunStore(RunStore):
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path).expanduser() if path is not None else default_path()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: writes made inside transaction() take it again
         self._closed = False
         self._pid = os.getpid()
         self._conn = self._open()
@@ -197,6 +199,26 @@ class SQLiteRunStore(RunStore):
                     conn.execute("ROLLBACK")
                 raise StoreError(f"The run store {self.path} could not be read or written: {exc}.") from exc
 
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Writes made inside (through this store or its ledger) are committed together, or not at all."""
+        with self._connection() as conn:
+            if conn.in_transaction:  # nested: the outer one commits
+                yield conn
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:  # a failed statement inside may have rolled it back already
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def ledger(self) -> SQLiteLedger:
+        """The batches kept in this file."""
+        return SQLiteLedger(self)
+
     # -- RunStore ------------------------------------------------------------------------------------------------
 
     def add(self, record: RunRecord) -> None:
@@ -240,12 +262,10 @@ class SQLiteRunStore(RunStore):
 
     def _update(self, run_id: str, fields: dict[str, Any]) -> RunRecord:
         assignments = ", ".join(f"{name} = ?" for name in fields)  # names were checked against FIELDS
-        with self._connection() as conn:
-            conn.execute("BEGIN IMMEDIATE")
+        with self.transaction() as conn:
             changed = conn.execute(f"UPDATE runs SET {assignments} WHERE run_id = ?",
                                    [*(_encode(name, value) for name, value in fields.items()), run_id]).rowcount
             row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-            conn.execute("COMMIT")
         if not changed or row is None:
             raise self._not_found(run_id)
         return _record(row)
