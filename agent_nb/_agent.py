@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncGenerator, Awaitable, Generator, Iterable, Mapping
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ._client import ResponsesClient, RetryPolicy
 from ._config import endpoint_for
@@ -23,6 +23,9 @@ from ._token import ContinuationToken
 from ._tool_loop import DEFAULT_MAX_ROUNDS, ToolLoop, loop_for
 from ._tools import FunctionTool, as_tool
 from ._updates import AgentResponse, AgentResponseUpdate
+
+if TYPE_CHECKING:
+    from .batch import Batch
 
 __all__ = ["Agent", "AgentSession", "OpenAIResponsesClient"]
 
@@ -138,20 +141,53 @@ class Agent:
     # -- background runs --------------------------------------------------------------------------------------------
     def start(self, messages: Any, *, session: AgentSession | None = None, options: Mapping[str, Any] | None = None,
               stream: bool = True, poll_interval: float = 2.0, raise_on_failure: bool = True,
-              launch: bool = True) -> BackgroundRun:
+              launch: bool = True, run_id: str | None = None) -> BackgroundRun:
         """Start a background run and return its :class:`BackgroundRun`, followed in a task when ``launch``.
 
         ``options`` take ``background`` (default True), ``model``, ``instructions``, ``max_output_tokens``,
         ``metadata``, ``name`` and ``labels`` (stored with the run); other keys go to the service as they are.
+        ``run_id`` is the id to record the run under (a batch assigns its items' ids before they start).
         """
         opts = dict(options or {})
         background = bool(opts.pop("background", True))
-        tools = [*self.tools, *(as_tool(t) for t in opts.pop("tools", None) or ())]
         max_rounds = int(opts.pop("max_tool_rounds", self.max_tool_rounds))
         name = opts.pop("name", None)
         labels = dict(opts.pop("labels", None) or {})
         notify, safety_poll = opts.pop("notify", None), float(opts.pop("safety_poll", 60.0))
         record_to = opts.pop("record", None)
+        body, prompt, tools = self._request(messages, session, opts, background)
+        instructions = body.get("instructions")
+        functions = [t for t in tools if isinstance(t, FunctionTool)]
+        loop = loop_for(functions, body, None, max_rounds=max_rounds)
+        mode = follow_mode(notify, stream, background, self.store is not None and background, loop is not None)
+        recorder = None
+        if background and self.store is not None:
+            record = RunRecord(run_id=run_id or new_run_id(), endpoint=self.client.base_url, model=body["model"],
+                               prompt=prompt, instructions=instructions, name=name, labels=labels, mode=mode,
+                               previous_response_id=body.get("previous_response_id"),
+                               service=self.client.endpoint.kind, chain=loop.chain.to_dict() if loop else None)
+            self.store.add(record)  # a store that cannot record the run is an error before anything is paid for
+            recorder = self._recorder(record)
+        run = BackgroundRun(self.client, recorder=recorder, create_body=body, mode=mode, poll_interval=poll_interval,
+                            raise_on_failure=raise_on_failure, background=background, tool_loop=loop)
+        run.safety_poll = safety_poll
+        run.recording = recording_for(record_to, run.run_id)
+        if session is not None:
+            run.on_started = lambda started: self._remember(session, started)
+        if launch:
+            run.start()
+        return run
+
+    def request_body(self, messages: Any, options: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], str]:
+        """The create request a background run of ``messages`` sends, and its prompt text (what a batch sends)."""
+        opts = dict(options or {})  # request fields only: model, instructions, tools, and what goes as it is
+        body, prompt, _ = self._request(messages, None, opts, True)
+        return body, prompt
+
+    def _request(self, messages: Any, session: AgentSession | None, opts: dict[str, Any],
+                 background: bool) -> tuple[dict[str, Any], str, list[Any]]:
+        """The create body (taking its fields out of ``opts``), the prompt text, and the run's tools."""
+        tools = [*self.tools, *(as_tool(t) for t in opts.pop("tools", None) or ())]
         prompt, body_input = request_input(messages)
         body: dict[str, Any] = {
             "model": opts.pop("model", None) or self.model,
@@ -167,26 +203,7 @@ class Agent:
         if tools:
             body["tools"] = [t.to_dict() if isinstance(t, FunctionTool) else t for t in tools]
         body.update(opts)
-        functions = [t for t in tools if isinstance(t, FunctionTool)]
-        loop = loop_for(functions, body, None, max_rounds=max_rounds)
-        mode = follow_mode(notify, stream, background, self.store is not None and background, loop is not None)
-        recorder = None
-        if background and self.store is not None:
-            record = RunRecord(run_id=new_run_id(), endpoint=self.client.base_url, model=body["model"], prompt=prompt,
-                               instructions=instructions, name=name, labels=labels, mode=mode,
-                               previous_response_id=body.get("previous_response_id"),
-                               service=self.client.endpoint.kind, chain=loop.chain.to_dict() if loop else None)
-            self.store.add(record)  # a store that cannot record the run is an error before anything is paid for
-            recorder = self._recorder(record)
-        run = BackgroundRun(self.client, recorder=recorder, create_body=body, mode=mode, poll_interval=poll_interval,
-                            raise_on_failure=raise_on_failure, background=background, tool_loop=loop)
-        run.safety_poll = safety_poll
-        run.recording = recording_for(record_to, run.run_id)
-        if session is not None:
-            run.on_started = lambda started: self._remember(session, started)
-        if launch:
-            run.start()
-        return run
+        return body, prompt, tools
 
     def resume(self, target: Any, *, stream: bool = True, poll_interval: float = 2.0,
                raise_on_failure: bool = True) -> BackgroundRun:
@@ -274,6 +291,23 @@ class Agent:
     def _recorder(self, record: RunRecord) -> RunRecorder:
         assert self.store is not None and self._checkpoints is not None
         return RunRecorder(self.store, record, self._checkpoints)
+
+    def batch(self, inputs: Any, *, name: str | None = None, concurrency: int = 64, mode: str = "poll",
+              max_attempts: int = 3, rate_limit: Any = None, options: Mapping[str, Any] | None = None) -> Batch:
+        """Run the agent over many inputs in parallel, in the background; returns a :class:`~agent_nb.batch.Batch`
+        at once (``await batch`` or ``batch.wait()`` waits for it).
+
+        ``inputs``: prompts, lists of input items, ``(key, prompt)`` pairs, a dict of key to prompt, or a pandas
+        column. Each item is an ordinary recorded run labelled with the batch; one that fails is retried up to
+        ``max_attempts`` where a retry makes sense, and never stops the others. ``concurrency`` caps the runs in
+        flight (a 429 narrows it for a while); ``rate_limit`` is a ``RateLimit`` of explicit budgets. ``mode`` is
+        ``"poll"`` (one shared loop polls every run) or ``"stream"``. ``name`` makes it resumable: calling this
+        again with the same name (after a restart, or in another process) re-attaches to it and adds only new items.
+        """
+        from .batch import Batch  # the batch layer sits above this one, as the notebook layer does
+
+        return Batch.open(self, inputs, name=name, concurrency=concurrency, mode=mode, max_attempts=max_attempts,
+                          rate_limit=rate_limit, options=options)
 
     async def cancel(self, target: Any) -> AgentResponse:
         """Cancel a run given its token (any form), response id, or stored run id."""

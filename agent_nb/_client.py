@@ -11,7 +11,7 @@ import asyncio
 import email.utils
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,12 +90,15 @@ class ResponsesClient:
 
     def __init__(self, base_url: str | None = None, api_key: str | TokenProvider | None = None, *,
                  retry: RetryPolicy | None = None, timeout: float = 60.0, endpoint: Endpoint | None = None,
-                 azure_ad_token_provider: TokenProvider | None = None) -> None:
+                 azure_ad_token_provider: TokenProvider | None = None, max_connections: int = 200) -> None:
         provider = azure_ad_token_provider or (api_key if callable(api_key) else None)
         key = None if callable(api_key) else api_key
         self.endpoint = endpoint or resolve_endpoint(base_url, key, token_provider=provider)
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
+        self.max_connections = max_connections
+        #: Called with the status and headers of every answer (a batch steers its pace by the rate-limit headers).
+        self.on_answer: Callable[[int, httpx.Headers], None] | None = None
         self._http: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -114,7 +117,8 @@ class ResponsesClient:
                 base_url=self.base_url + "/",
                 headers={**self.endpoint.headers(), "User-Agent": "agent-nb"},
                 timeout=httpx.Timeout(self.timeout, connect=self.retry.connect_timeout),
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+                limits=httpx.Limits(max_connections=self.max_connections,
+                                    max_keepalive_connections=min(self.max_connections, 200)),
                 auth=BearerTokenAuth(self.endpoint.token_provider) if self.endpoint.token_provider else None,
             )
         return self._http
@@ -129,6 +133,15 @@ class ResponsesClient:
         """``POST /responses`` without streaming; retried only where a retry cannot start a second run."""
         return await self._with_retries(lambda: self._create_once(body), what="start the run")
 
+    async def create_once(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """One ``POST /responses`` attempt: :class:`Retryable` for an answer or failure worth retrying (its
+        ``repeatable`` says whether the create may be sent again), :class:`ConnectionLost` when its fate is unknown."""
+        return await self._create_once(body)
+
+    async def retrieve_once(self, response_id: str) -> dict[str, Any]:
+        """One ``GET /responses/{id}`` attempt: :class:`Retryable` for a failure worth retrying."""
+        return await self._idempotent_once("GET", f"responses/{response_id}", response_id)
+
     async def _create_once(self, body: Mapping[str, Any]) -> dict[str, Any]:
         try:
             response = await self._client().post("responses", json=dict(body))
@@ -139,6 +152,7 @@ class ResponsesClient:
                 f"The connection to {self.base_url} failed after the request was sent ({_describe(exc)}), so it is "
                 "unknown whether the run started. agent-nb did not retry, to avoid starting it twice.",
                 token=None, cause=exc) from exc
+        self._observe(response)
         return _json_or_raise(response, None)
 
     async def retrieve(self, response_id: str) -> dict[str, Any]:
@@ -160,7 +174,12 @@ class ResponsesClient:
             raise _unreachable(self.base_url, exc) from exc
         except httpx.TransportError as exc:
             raise Retryable(_describe(exc), error=exc) from exc
+        self._observe(response)
         return _json_or_raise(response, response_id)
+
+    def _observe(self, response: httpx.Response) -> None:
+        if self.on_answer is not None:
+            self.on_answer(response.status_code, response.headers)
 
     async def _with_retries(self, attempt: Any, *, what: str) -> dict[str, Any]:
         failures = 0
@@ -194,6 +213,7 @@ class ResponsesClient:
         try:
             async with self._client().stream(method, url, timeout=timeout,
                                              headers={"Accept": "text/event-stream"}, **kwargs) as response:
+                self._observe(response)
                 if response.status_code != 200:
                     await response.aread()
                     _json_or_raise(response, response_id)
