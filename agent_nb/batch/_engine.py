@@ -24,7 +24,7 @@ import httpx
 
 from .._agent import Agent
 from .._client import ResponsesClient, _retry_after
-from .._errors import StoredRunNotFound, StoreError
+from .._errors import AgentNBError, StoredRunNotFound, StoreError
 from .._items import OutputItems
 from .._polling import output_text
 from .._run import BackgroundRun
@@ -331,13 +331,15 @@ class Engine:
         self.poller.hurry()
         for flight in list(self.flights.values()):
             if flight.run is not None and flight.run.response_id is not None and not flight.run.terminal:
-                self._spawn(_cancel_run(flight.run))
+                self._spawn(self._cancel_at_service(flight.run.response_id))
 
     def started(self, flight: Flight, response_id: str, status: str, *, record: bool = True) -> None:
         flight.response_id = response_id
         if record:
             self.writes.run(self.store.update, flight.run_id, response_id=response_id, status=status)
         self.writes.item(flight.key, status="running", response_id=response_id)
+        if self.cancelling and flight.run is not None:  # confirmed after the batch was cancelled: cancel it too
+            self._spawn(self._cancel_at_service(response_id))
 
     def finished_with(self, flight: Flight, response: Mapping[str, Any]) -> None:
         """A polled run reached a final status: record its outcome from the Response object."""
@@ -367,7 +369,7 @@ class Engine:
         if self._wake is not None:
             self._wake.set()
 
-
-async def _cancel_run(run: BackgroundRun) -> None:
-    with contextlib.suppress(Exception):
-        await run.cancel()
+    async def _cancel_at_service(self, response_id: str) -> None:
+        """Cancel a followed run at the service; its stream (or its polls) then see it end, as any other ending."""
+        with contextlib.suppress(AgentNBError):
+            await self.client.cancel(response_id)
