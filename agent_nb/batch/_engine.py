@@ -38,6 +38,7 @@ from ._pacer import Pacer, RateLimit
 from ._polled import Poller, create_and_poll
 from ._progress import BatchProgress, Throughput
 from ._spec import BatchSpec
+from ._wire import lean_calls
 from ._writes import Writes
 
 __all__ = ["Engine", "Flight"]
@@ -143,6 +144,7 @@ class Engine:
         self.client = ResponsesClient(endpoint=source.endpoint, retry=source.retry, timeout=source.timeout,
                                       max_connections=max(64, self.concurrency + 16))
         self.client.on_answer = self._on_answer
+        self.calls = lean_calls(self.client, max_connections=self.concurrency + 16)  # creates and polls
         self.agent = Agent(self.client, name=self.source.name, instructions=self.spec.instructions,
                            model=self.spec.model, store=self.store, tools=self._functions,
                            max_tool_rounds=self.spec.max_tool_rounds or self.source.max_tool_rounds)
@@ -163,6 +165,8 @@ class Engine:
             with contextlib.suppress(StoreError):
                 await self._io(self.ledger.release, self.name, self.owner)
             await self.client.aclose()
+            if self.calls is not self.client:
+                await self.calls.aclose()
             self.progress = await self._measure(final=True)
         return self.progress
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Poller", "create_and_poll"]
 
-FIRST_POLL = 0.25  # seconds after the create before the first poll
+FIRST_POLL = 0.05  # seconds after the create before the first poll; each next one waits twice as long
 _MAX_RATE_LIMITED = 100  # 429s one create may meet before its attempt counts as failed
 
 
@@ -44,7 +44,7 @@ async def create_and_poll(engine: Engine, flight: Flight) -> None:
             await engine.sending(flight)
             marked = True
         try:
-            response = await engine.client.create_once(body)
+            response = await engine.calls.create_once(body)
         except Retryable as exc:
             if not exc.repeatable:
                 engine.finished(flight, Outcome("failed", error_of(UNKNOWN_FATE, f"The create's fate is unknown "
@@ -117,7 +117,7 @@ class Poller:
                 response: dict[str, Any] = await engine.client.cancel(str(flight.response_id))
             else:
                 await engine.pacer.acquire()
-                response = await engine.client.retrieve_once(str(flight.response_id))
+                response = await engine.calls.retrieve_once(str(flight.response_id))
         except Retryable as exc:
             flight.failures += 1
             if flight.failures > engine.client.retry.max_retries:
@@ -136,7 +136,7 @@ class Poller:
         if response.get("status") in TERMINAL_STATUSES:
             engine.finished_with(flight, response)
         else:
-            self.schedule(flight, min(engine.spec.poll_interval, max(flight.interval, FIRST_POLL) * 1.5))
+            self.schedule(flight, min(engine.spec.poll_interval, max(flight.interval, FIRST_POLL) * 2))
 
     def hurry(self) -> None:
         """Make every scheduled poll due now (a cancelled batch cancels its runs at once)."""
