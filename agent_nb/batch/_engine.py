@@ -320,7 +320,8 @@ class Engine:
                              running=counts.get("submitting", 0) + counts.get("running", 0),
                              waiting=counts.get("pending", 0), elapsed=time.time() - self._created_at,
                              throughput=self._throughput.note(done + failed + cancelled), state=state,
-                             rate_limited=self.pacer.pause_left(), errors=tuple(self.errors))
+                             rate_limited=self.pacer.pause_left(), throttled=self.pacer.rate_limited,
+                             errors=tuple(self.errors))
 
     # -- what the paths report ----------------------------------------------------------------------------------
     def _on_answer(self, status: int, headers: httpx.Headers) -> None:

@@ -85,8 +85,8 @@ class Pacer:
         self.rate_limited = 0  # 429s met
         self._requests = _Bucket(limit.requests_per_minute) if limit and limit.requests_per_minute else None
         self._tokens = _Bucket(limit.tokens_per_minute) if limit and limit.tokens_per_minute else None
-        self._spacing = 0.0  # seconds between requests while the service's budget runs low
-        self._next_slot = 0.0
+        self._spacing = {"requests": 0.0, "tokens": 0.0}  # seconds between requests (creates) while a budget runs low
+        self._next_slot = {"requests": 0.0, "tokens": 0.0}
         self._typical_tokens = 1.0  # a running average of creates' estimated cost
 
     @property
@@ -103,10 +103,11 @@ class Pacer:
         while True:
             delay = self.pause_left()
             now = time.monotonic()
-            if delay <= 0 and self._spacing > 0:
-                delay = max(0.0, self._next_slot - now)
-                if delay <= 0:
-                    self._next_slot = max(self._next_slot, now) + self._spacing
+            for kind in ("requests", "tokens") if tokens else ("requests",):
+                if delay <= 0 and self._spacing[kind] > 0:
+                    delay = max(0.0, self._next_slot[kind] - now)
+                    if delay <= 0:
+                        self._next_slot[kind] = max(self._next_slot[kind], now) + self._spacing[kind]
             if delay <= 0 and self._requests is not None:
                 delay = self._requests.wait_for(1)
             if delay <= 0 and self._tokens is not None and tokens:
@@ -127,19 +128,24 @@ class Pacer:
             self.window = min(float(self.concurrency), self.window + 1.0 / max(self.window, 1.0))
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
-        """Steer by the service's ``x-ratelimit-*`` headers: when fewer requests (or tokens, at the typical cost)
-        remain than runs may be in flight, spread what remains over the time until the budget resets."""
-        spacing = 0.0
+        """Steer by the service's ``x-ratelimit-*`` headers: when fewer requests (or tokens, for creates of the
+        typical cost) remain than runs may be in flight, send no faster than the budget refills.
+
+        The budget refills continuously: ``limit - remaining`` comes back within ``reset`` seconds, so that is the
+        rate requests may go at without meeting a 429.
+        """
         for kind in ("requests", "tokens"):
             remaining = _number(headers.get(f"x-ratelimit-remaining-{kind}"))
             reset = parse_reset(headers.get(f"x-ratelimit-reset-{kind}"))
             if remaining is None or reset is None:
                 continue
-            if kind == "tokens":
-                remaining = remaining / max(self._typical_tokens, 1.0)  # in creates of the typical cost
-            if remaining < self.window:
-                spacing = max(spacing, reset / max(remaining, 1.0))
-        self._spacing = spacing
+            cost = max(self._typical_tokens, 1.0) if kind == "tokens" else 1.0
+            if remaining >= self.window * cost or reset <= 0:
+                self._spacing[kind] = 0.0
+                continue
+            limit = _number(headers.get(f"x-ratelimit-limit-{kind}"))
+            spent = (limit - remaining) if limit is not None and limit > remaining else max(remaining, cost)
+            self._spacing[kind] = cost * reset / spent
 
 
 def _number(value: str | None) -> float | None:

@@ -43,6 +43,7 @@ class BatchProgress:
     throughput: float = 0.0  # items finished per second, lately
     state: str = "running"
     rate_limited: float = 0.0  # seconds left of a Retry-After pause
+    throttled: int = 0  # 429s this process met
     errors: tuple[str, ...] = field(default_factory=tuple)
 
     @property

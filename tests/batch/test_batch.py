@@ -128,6 +128,6 @@ def test_bad_arguments_are_errors_that_name_the_problem(agent: Agent) -> None:
         agent.batch(["x"], options={"background": False})
     with pytest.raises(ConfigurationError, match="RateLimit"):
         RateLimit(requests_per_minute=-1)
-    with pytest.raises(ConfigurationError, match="no run store"):
+    with pytest.raises(ConfigurationError, match="lives in the run store"):
         Agent(agent.client, store=False).batch(["x"])
     assert Batch.stored(agent.store) == []  # nothing was stored by a refused batch
