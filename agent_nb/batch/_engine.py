@@ -34,7 +34,7 @@ from .._tools import FunctionTool
 from ._followed import follow
 from ._inputs import prompt_of
 from ._outcomes import UNKNOWN_FATE, Outcome, error_of, of_response
-from ._pacer import Pacer, RateLimit
+from ._pacer import PacedRetry, Pacer, RateLimit
 from ._polled import Poller, create_and_poll
 from ._progress import BatchProgress, Throughput
 from ._spec import BatchSpec
@@ -141,7 +141,8 @@ class Engine:
         self._loop = asyncio.get_running_loop()
         self._stop, self._wake, self._flush_now = asyncio.Event(), asyncio.Event(), asyncio.Event()
         source = self.source.client
-        self.client = ResponsesClient(endpoint=source.endpoint, retry=source.retry, timeout=source.timeout,
+        self.client = ResponsesClient(endpoint=source.endpoint, retry=PacedRetry.of(source.retry, self.pacer),
+                                      timeout=source.timeout,
                                       max_connections=max(64, self.concurrency + 16))
         self.client.on_answer = self._on_answer
         self.calls = lean_calls(self.client, max_connections=self.concurrency + 16)  # creates and polls
@@ -364,8 +365,9 @@ class Engine:
         if record:  # the run never reached a final status at the service: say how its record ends
             status = "lost" if outcome.error and outcome.error.get("code") == UNKNOWN_FATE else outcome.status
             self.writes.run(self.store.note_status, flight.run_id, status, error=outcome.error)
-        if outcome.retry and flight.attempts < self.spec.max_attempts and not self.cancelling:
-            self.writes.item(flight.key, status="pending", error=outcome.error, response_id=None)
+        if outcome.retry and (outcome.free or flight.attempts < self.spec.max_attempts) and not self.cancelling:
+            attempts = {"attempts": flight.attempts - 1} if outcome.free else {}
+            self.writes.item(flight.key, status="pending", error=outcome.error, response_id=None, **attempts)
         else:
             self.writes.item(flight.key, status=outcome.status, error=outcome.error, usage=usage,
                              **({"response_id": response_id} if response_id else {}))

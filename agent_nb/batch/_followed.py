@@ -3,10 +3,11 @@ function tools (whose tool rounds run here, between responses)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
-from .._errors import AgentNBError
+from .._errors import AgentNBError, ConnectionLost
 from ._outcomes import Outcome, error_of, of_exception, of_response
 
 if TYPE_CHECKING:
@@ -14,6 +15,10 @@ if TYPE_CHECKING:
     from ._engine import Engine, Flight
 
 __all__ = ["follow"]
+
+#: Times in a row a run whose stream was given up on is followed again, without getting further, before its item
+#: counts as failed (with a growing wait in between: a rate limit that lasts minutes is waited out).
+_RECONNECTS = 8
 
 
 async def follow(engine: Engine, flight: Flight, *, resume: bool) -> None:
@@ -42,11 +47,24 @@ async def follow(engine: Engine, flight: Flight, *, resume: bool) -> None:
     run.on_started = lambda started: engine.started(flight, str(started.response_id), started.status, record=False)
     if run.response_id is not None and resume:
         engine.started(flight, run.response_id, run.status, record=False)
-    try:
-        await run.wait()
-    except Exception as exc:
-        engine.finished(flight, of_exception(exc), record=False)
-        return
+    stuck = 0  # times in a row the run was followed again without getting any further
+    while True:
+        position = run.sequence_number
+        try:
+            await run.wait()
+            break
+        except ConnectionLost as exc:  # given up for now; the run goes on at the service, so follow it again
+            stuck = stuck + 1 if run.sequence_number == position else 0
+            if run.response_id is None or stuck > _RECONNECTS:
+                engine.finished(flight, of_exception(exc), record=False)
+                return
+        except Exception as exc:
+            engine.finished(flight, of_exception(exc), record=False)
+            return
+        await asyncio.sleep(min(10.0, 0.25 * 2 ** stuck) if stuck else 0.0)
+        await engine.pacer.acquire()
+        run = flight.run = engine.agent.resume(flight.run_id, stream=stream, poll_interval=spec.poll_interval,
+                                               raise_on_failure=False)
     if run.status == "waiting":
         await _refuse_approval(run)
         reason = "The run waits for a person to approve a tool call; batches run unattended, so it was cancelled."

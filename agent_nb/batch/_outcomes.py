@@ -17,11 +17,13 @@ UNKNOWN_FATE = "unknown_fate"
 
 
 class Outcome(NamedTuple):
-    """An attempt's end: the item's status, its error (``{"code", "message"}``) and whether to try again."""
+    """An attempt's end: the item's status, its error (``{"code", "message"}``), whether to try again, and whether
+    that costs an attempt (a rate limit does not: the batch slows down instead)."""
 
     status: str
     error: dict[str, Any] | None = None
     retry: bool = False
+    free: bool = False
 
 
 def error_of(code: str | None, message: str) -> dict[str, Any]:
@@ -57,6 +59,8 @@ def of_exception(exc: BaseException) -> Outcome:
         return Outcome("failed", error_of(exc.code or "authentication", str(exc)))
     if isinstance(exc, BadRequestError):
         return Outcome("failed", error_of(exc.code or f"http_{exc.status_code}", str(exc)))
+    if isinstance(exc, APIError) and exc.status_code == 429 and exc.code != "insufficient_quota":
+        return Outcome("failed", error_of(exc.code or "rate_limit_exceeded", str(exc)), retry=True, free=True)
     if isinstance(exc, APIError):
         return Outcome("failed", error_of(exc.code or f"http_{exc.status_code}", str(exc)),
                        retry=exc.status_code == 0 or exc.status_code >= 500 or exc.status_code == 429)

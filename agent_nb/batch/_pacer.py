@@ -10,14 +10,16 @@ again as requests succeed (additive increase, multiplicative decrease), within `
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .._client import RetryPolicy
 from .._errors import ConfigurationError
 
-__all__ = ["Pacer", "RateLimit", "parse_reset"]
+__all__ = ["PacedRetry", "Pacer", "RateLimit", "parse_reset"]
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$")
 
@@ -153,3 +155,19 @@ def _number(value: str | None) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+@dataclass(frozen=True)
+class PacedRetry(RetryPolicy):
+    """A retry policy whose backoff is never shorter than the batch's pause: a run's own retries (a streamed
+    create meeting a 429, say) wait for the whole batch's Retry-After too."""
+
+    pacer: Pacer | None = None
+
+    @classmethod
+    def of(cls, policy: RetryPolicy, pacer: Pacer) -> PacedRetry:
+        return cls(**{f.name: getattr(policy, f.name) for f in dataclasses.fields(RetryPolicy)}, pacer=pacer)
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        wait = super().delay(attempt, retry_after)
+        return max(wait, self.pacer.pause_left()) if self.pacer is not None else wait

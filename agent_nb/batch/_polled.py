@@ -50,7 +50,7 @@ async def create_and_poll(engine: Engine, flight: Flight) -> None:
                 engine.finished(flight, Outcome("failed", error_of(UNKNOWN_FATE, f"The create's fate is unknown "
                                                                    f"({exc.reason}); it was not sent again.")))
                 return
-            if isinstance(exc.error, APIError) and exc.error.status_code == 429 and limited < _MAX_RATE_LIMITED:
+            if _rate_limited(exc) and limited < _MAX_RATE_LIMITED:
                 limited += 1  # the pacer has paused the whole batch; this create waits its turn again
                 continue
             flight.failures += 1
@@ -70,6 +70,10 @@ async def create_and_poll(engine: Engine, flight: Flight) -> None:
         engine.finished_with(flight, response)
     else:
         engine.poller.schedule(flight, min(FIRST_POLL, engine.spec.poll_interval))
+
+
+def _rate_limited(exc: Retryable) -> bool:
+    return isinstance(exc.error, APIError) and exc.error.status_code == 429
 
 
 class Poller:
@@ -119,6 +123,9 @@ class Poller:
                 await engine.pacer.acquire()
                 response = await engine.calls.retrieve_once(str(flight.response_id))
         except Retryable as exc:
+            if _rate_limited(exc):  # the pacer holds the whole batch back; this poll just waits its turn
+                self.schedule(flight, max(flight.interval, FIRST_POLL))
+                return
             flight.failures += 1
             if flight.failures > engine.client.retry.max_retries:
                 failure = of_exception(exhausted(exc, f"follow {flight.response_id}", flight.failures))

@@ -12,7 +12,7 @@ import pytest
 
 from agent_nb import Agent, ConfigurationError, ResponsesClient, RetryPolicy, SQLiteRunStore
 from agent_nb._polling import output_text
-from agent_nb.batch import Batch, RateLimit
+from agent_nb.batch import Batch, BatchProgress, RateLimit
 from mock_server import GenerationOptions, MockServer, ServerConfig
 
 from ..conftest import FAST
@@ -45,25 +45,38 @@ def server_text(server: MockServer, response_id: str) -> str:
 @pytest.mark.parametrize("mode", ["poll", "stream"])
 def test_every_item_ends_with_the_servers_text_or_its_reason_and_nothing_starts_twice(
         server: MockServer, agent: Agent, mode: str) -> None:
-    server.set_faults("fail_rate=0.1,http_429_rate=0.05,retry_after=0.05,drop_rate=0.3")
-    prompts = [f"Extract the figures of filing {i}" for i in range(150)]
-    batch = agent.batch(prompts, name=f"filings-{mode}", concurrency=40, mode=mode, max_attempts=2)
-    batch.wait(90, progress=False)
+    faults = "fail_rate=0.05,http_429_rate=0.02,retry_after=0.05,drop_rate=0.2"
+    server.set_faults(faults)
+    burst: list[int] = []
+
+    def a_burst_of_429s_midway(progress: BatchProgress) -> None:
+        if progress.done >= 600 and not burst:
+            burst.append(progress.done)
+            server.set_faults(faults + ",http_429=80")  # the next 80 requests, whatever they are, meet a 429
+
+    prompts = [f"Extract the figures of filing {i}" for i in range(2000)]
+    batch = agent.batch(prompts, name=f"filings-{mode}", concurrency=100, mode=mode, max_attempts=2)
+    batch.on_progress(a_burst_of_429s_midway)
+    batch.wait(240, progress=False)
     results = batch.results()
     server.set_faults("")  # the checks below read the server's responses without meeting 429s
-    assert len(results) == 150 and batch.progress.state == "completed"
+    assert len(results) == 2000 and batch.progress.state == "completed" and burst
     assert {r.status for r in results} <= {"completed", "failed"}
     failed = [r for r in results if r.status == "failed"]
-    assert failed, "with 10% failing responses and two attempts, some items fail both"
-    assert all(r.error and "failed" in r.error and r.attempts == 2 for r in failed)
+    assert failed, "with 5% failing responses and two attempts, some items fail both"
+    assert all(r.error and "failed" in r.error and r.attempts == 2 for r in failed), [
+        (r.error, r.attempts) for r in failed if not (r.error and "failed" in r.error and r.attempts == 2)]
+    assert batch.progress.throttled >= 80  # the burst was met, and went by
     for result in results:
         record = agent.store.get(result.run_id)  # type: ignore[union-attr,arg-type]
         assert record.labels == {"batch": f"filings-{mode}", "batch_key": result.key}
         if result.status == "completed":
-            assert result.text and result.text == server_text(server, str(record.response_id))
-            assert record.status == "completed" and record.text == result.text
+            assert record.status == "completed" and record.text == result.text and result.text
+    for result in [r for r in results if r.status == "completed"][::40]:  # a sample, read back from the server
+        record = agent.store.get(str(result.run_id))  # type: ignore[union-attr]
+        assert result.text == server_text(server, str(record.response_id))
     assert creates(server) == sum(r.attempts for r in results)  # one create per attempt, none repeated
-    assert batch.progress.done == 150 - len(failed) and batch.progress.failed == len(failed)
+    assert batch.progress.done == 2000 - len(failed) and batch.progress.failed == len(failed)
 
 
 def test_running_again_with_more_inputs_sends_only_the_new_ones(server: MockServer, agent: Agent) -> None:
@@ -131,3 +144,59 @@ def test_bad_arguments_are_errors_that_name_the_problem(agent: Agent) -> None:
     with pytest.raises(ConfigurationError, match="lives in the run store"):
         Agent(agent.client, store=False).batch(["x"])
     assert Batch.stored(agent.store) == []  # nothing was stored by a refused batch
+
+
+def test_items_with_function_tools_are_full_agent_runs(server: MockServer, tmp_path: Path) -> None:
+    from agent_nb import tool
+
+    calls: list[str] = []
+
+    @tool(description="The latest price of a stock.")
+    def get_price(ticker: str) -> dict[str, Any]:
+        calls.append(ticker)
+        return {"ticker": ticker, "price": 412.3}
+
+    steps = [{"call": "get_price", "arguments": {"ticker": "MSFT"}}, {"answer": "Price: {output}"}]
+    options = {"metadata": {"mock_options": "tokens=12,tps=0,ttft=0,queue_delay=0,tool_time=0",
+                            "mock_agent": __import__("json").dumps(steps)}}
+    agent = Agent(ResponsesClient(server.url, "k", retry=QUICK_RETRY), store=SQLiteRunStore(tmp_path / "r.db"),
+                  tools=[get_price])
+    batch = agent.batch([f"Price {i}?" for i in range(6)], name="prices", options=options, concurrency=3)
+    batch.wait(60, progress=False)
+    results = batch.results()
+    assert [r.status for r in results] == ["completed"] * 6 and len(calls) == 6  # each call run exactly once
+    assert all(r.text == 'Price: {"ticker": "MSFT", "price": 412.3}' for r in results)
+    record = agent.store.get(str(results[0].run_id))  # type: ignore[union-attr]
+    assert record.chain is not None and record.chain["legs"] != [record.response_id]  # one run, two responses
+    with pytest.raises(ConfigurationError, match="get_price"):
+        Batch.resume("prices", store=agent.store)  # an agent without the tool cannot carry it on
+
+
+def test_a_store_that_fails_for_a_while_loses_nothing_and_keys_never_reach_it(server: MockServer, tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch
+                                                                               ) -> None:
+    from agent_nb import StoreError, StoreWarning
+    from agent_nb._store._sqlite_ledger import SQLiteLedger
+
+    store = SQLiteRunStore(tmp_path / "r.db")
+    agent = Agent(ResponsesClient(server.url, "sk-very-secret-key", retry=QUICK_RETRY), store=store)
+    real_write = SQLiteLedger.write
+    failures = [8]
+
+    def flaky(self: SQLiteLedger, *args: Any, **kwargs: Any) -> int:
+        if failures[0] > 0:
+            failures[0] -= 1
+            raise StoreError("database or disk is full")
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(SQLiteLedger, "write", flaky)
+    with pytest.warns(StoreWarning, match="disk is full"):
+        batch = agent.batch([f"note {i}" for i in range(40)], name="flaky", concurrency=10)
+        batch.wait(60, progress=False)
+    assert failures == [0]
+    results = batch.results()
+    assert [r.status for r in results] == ["completed"] * 40 and all(r.text for r in results)
+    assert creates(server) == 40
+    store.close()
+    for path in tmp_path.iterdir():
+        assert b"sk-very-secret-key" not in path.read_bytes()
