@@ -83,7 +83,7 @@ class Batch:
             stored = BatchSpec.from_dict(info.spec)
             changed = stored.differences(spec)
             if changed:
-                raise ConfigurationError(f"Batch {name!r} already exists with a different {', '.join(changed)}; a "
+                raise ConfigurationError(f"Batch {name!r} already exists with another {' and '.join(changed)}; a "
                                          "batch's items are all asked the same way. Use another name, or "
                                          f"Batch.delete({name!r}) first to start it over.")
         ledger.add(name, items)
@@ -183,7 +183,11 @@ class Batch:
         return self
 
     def start_if_idle(self) -> None:
-        if self._engine is None or (not self._engine.alive and self.progress.state != "completed"):
+        """Start working the batch here unless this process already does, or it has nothing left to do."""
+        if self._engine is not None and self._engine.alive:
+            return
+        info = self._ledger.get(self.name)
+        if self._engine is None or (info is not None and info.unfinished > 0):
             self.start()
 
     def __await__(self) -> Generator[Any, None, Batch]:
@@ -215,7 +219,7 @@ class Batch:
         if count:
             self.start_if_idle()
             if self._engine is not None:
-                self._engine.wake()
+                self._engine.wake()  # an engine waiting for other workers' items claims these at once
         return count
 
     # -- results ------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ its reason, nothing is created twice, re-running adds only new items, and cancel
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,7 @@ def test_running_again_with_more_inputs_sends_only_the_new_ones(server: MockServ
     assert creates(server) == 32 and len(results) == 32
     assert all(before[r.key] == r.run_id for r in results if r.key in before)  # finished items are kept as they are
     assert all(r.status == "completed" for r in results)
-    with pytest.raises(ConfigurationError, match="different model"):
+    with pytest.raises(ConfigurationError, match="already exists with another model"):
         agent.batch(["one"], name="grow", options={"model": "o3"})
 
 
@@ -200,3 +201,30 @@ def test_a_store_that_fails_for_a_while_loses_nothing_and_keys_never_reach_it(se
     store.close()
     for path in tmp_path.iterdir():
         assert b"sk-very-secret-key" not in path.read_bytes()
+
+
+async def test_retry_failed_await_and_a_stop_then_re_attach_in_the_same_process(server: MockServer,
+                                                                                 agent: Agent) -> None:
+    server.set_faults("fail_rate=0.3")
+    batch = agent.batch([f"claim {i}" for i in range(40)], name="claims", max_attempts=1)
+    assert await batch is batch
+    failed = [r.key for r in batch.results() if r.status == "failed"]
+    assert failed and batch.progress.failed == len(failed)
+    server.set_faults("")
+    sent = creates(server)
+    assert batch.retry_failed() == len(failed)
+    await batch
+    assert [r.status for r in batch.results()] == ["completed"] * 40
+    assert creates(server) == sent + len(failed)  # only the failed ones were sent again
+    slow = GenerationOptions(tokens=200, tps=100, ttft=0, queue_delay=0)
+    server.set_faults("")
+    paced = {"metadata": {"mock_options": f"tokens={slow.tokens},tps={slow.tps}"}}
+    more = agent.batch([f"memo {i}" for i in range(30)], name="memos", concurrency=10, options=paced)
+    await asyncio.to_thread(wait_until, lambda: more.progress.done >= 5, 30, "five memos done")
+    more.stop()  # as a kernel restart would: the runs in flight go on at the service
+    assert not more.working and more.progress.state == "stopped"
+    again = agent.batch([f"memo {i}" for i in range(30)], name="memos", concurrency=10, options=paced)
+    await again
+    results = again.results()
+    assert [r.status for r in results] == ["completed"] * 30 and all(r.attempts == 1 for r in results)
+    assert creates(server) == sent + len(failed) + 30  # re-attached: nothing was created twice
