@@ -44,7 +44,8 @@ __version__ = "0.1.0"
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext agent_nb`` registers ``%%agent`` and ``%agent`` (the notebook layer is imported only now)."""
+    """``%load_ext agent_nb`` registers ``%%agent``, ``%agent`` and ``%%agent_batch`` (the notebook layer is imported
+    only now)."""
     from .notebook import load_ipython_extension as load
 
     load(ipython)

@@ -71,8 +71,9 @@ class ActivityView(widgets.VBox):  # type: ignore[misc]
         ids = tuple(r.id for r in requests)
         if ids == self._request_ids:
             return
-        self._request_ids = ids
+        # The rows first: a refresh from another thread that sees the new ids meanwhile must find them drawn.
         self.approvals.children = tuple(self._request_row(r) for r in requests)
+        self._request_ids = ids
 
     def _request_row(self, request: Any) -> widgets.Widget:
         try:

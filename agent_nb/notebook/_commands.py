@@ -16,10 +16,11 @@ from .._bundled import find_bundled, stop_bundled
 from .._errors import AgentNBError
 from .._loop import BackgroundLoop
 from .._store import RunRecord, RunStore
+from .._store._ledger import BatchInfo
 from .._store._record import STATUSES
 from ._handle import NotebookRun
 
-__all__ = ["UNFINISHED", "Commands", "Parser", "RunTable", "split_words", "unfinished_summary"]
+__all__ = ["UNFINISHED", "BatchTable", "Commands", "Parser", "RunTable", "split_words", "unfinished_summary"]
 
 #: Runs the service may still be working on.
 UNFINISHED = ("starting", "queued", "in_progress", "waiting")
@@ -56,6 +57,8 @@ class Commands:
         command, rest = words[0], words[1:]
         if command == "runs":
             return self._runs(rest)
+        if command == "batches":
+            return self._batches(rest)
         if command == "resume":
             return self._resume(rest)
         if command == "cancel":
@@ -71,6 +74,13 @@ class Commands:
         if status is not None and status not in STATUSES:
             raise UsageError(f"{status!r} is not a run status; use one of {', '.join(sorted(STATUSES))}.")
         return RunTable(self.store.list(status=status, limit=50), status=status)
+
+    def _batches(self, words: list[str]) -> BatchTable:
+        if words:
+            raise UsageError("Usage: %agent batches (it takes no options).")
+        from ..batch import Batch  # the batch layer loads only when it is used
+
+        return BatchTable(Batch.stored(self.store))
 
     def _resume(self, words: list[str]) -> str | None:
         if words == ["--all"]:
@@ -209,6 +219,49 @@ class RunTable:
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+class BatchTable:
+    """The store's batches, newest first, with how many items are done, failed, running and waiting."""
+
+    HEADER = ("name", "state", "done", "failed", "running", "waiting", "total", "age")
+
+    def __init__(self, batches: list[BatchInfo]) -> None:
+        self.batches = batches
+
+    def rows(self) -> list[tuple[str, ...]]:
+        now = time.time()
+        return [(b.name, _batch_state(b), *(f"{_count(b, *s):,}" for s in _BATCH_COUNTS), f"{b.total:,}",
+                 _age(now - b.created_at)) for b in self.batches]
+
+    def __repr__(self) -> str:
+        if not self.batches:
+            return "No batches in the store yet."
+        rows = [self.HEADER, *self.rows()]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(self.HEADER))]
+        return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
+
+    def _repr_html_(self) -> str:
+        if not self.batches:
+            return "<p>No batches in the store yet.</p>"
+        head = "".join(f"<th>{h}</th>" for h in self.HEADER)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows())
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+#: The ledger's item statuses each column of a BatchTable adds up.
+_BATCH_COUNTS = (("completed", "incomplete"), ("failed",), ("claimed", "submitting", "running"), ("pending",))
+
+
+def _count(info: BatchInfo, *statuses: str) -> int:
+    return sum(info.counts.get(status, 0) for status in statuses)
+
+
+def _batch_state(info: BatchInfo) -> str:
+    """``cancelled``, ``completed`` (every item has ended) or ``unfinished`` (worked here or elsewhere, or not)."""
+    if info.state == "cancelled":
+        return "cancelled"
+    return "unfinished" if info.unfinished else "completed"
+
+
 def _status(record: RunRecord) -> str:
     if record.status == "lost" and record.error:
         code = record.error.get("code")
@@ -230,7 +283,13 @@ class _Help:
             "%%agent [--agent NAME] [--model M] [--instructions TEXT] [--session NAME] [--poll [SECONDS]] [--wait]\n"
             "        [-o NAME] [--name LABEL] [--new] [--max-output-tokens N] [--metadata KEY=VALUE]\n"
             "    Start a background run with the cell as the prompt; the cell returns at once.\n"
+            "%%agent_batch [--from VARIABLE] [--agent NAME] [--model M] [--instructions TEXT] [--name BATCH_NAME]\n"
+            "        [--concurrency N] [--mode poll|stream] [--max-attempts N] [--rpm N] [--tpm N] [--wait]\n"
+            "        [--max-output-tokens N] [--metadata KEY=VALUE] [-o NAME]\n"
+            "    Start a batch: one background run per line of the cell, shown live; the same cell run again\n"
+            "    re-attaches to its batch. %agent_batch --from VARIABLE [options]: one run per item of VARIABLE.\n"
             "%agent runs [STATUS]             list the stored runs\n"
+            "%agent batches                   list the stored batches, newest first\n"
             "%agent resume RUN_ID|TOKEN [--agent NAME]  re-attach to a run (from any kernel; NAME answers its calls)\n"
             "%agent resume --all              re-attach to every unfinished run, one view each\n"
             "%agent cancel RUN_ID|TOKEN       cancel a run\n"
