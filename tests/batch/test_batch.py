@@ -64,9 +64,12 @@ def test_every_item_ends_with_the_servers_text_or_its_reason_and_nothing_starts_
     assert len(results) == 2000 and batch.progress.state == "completed" and burst
     assert {r.status for r in results} <= {"completed", "failed"}
     failed = [r for r in results if r.status == "failed"]
-    assert failed, "with 5% failing responses and two attempts, some items fail both"
+    retried = [r for r in results if r.status == "completed" and r.attempts == 2]
+    assert retried, "with 5% failing responses, some items needed their second attempt"
     assert all(r.error and "failed" in r.error and r.attempts == 2 for r in failed), [
         (r.error, r.attempts) for r in failed if not (r.error and "failed" in r.error and r.attempts == 2)]
+    failed_at_server = httpx.get(f"{server.base_url}/mock/health").json()["statuses"].get("failed", 0)
+    assert failed_at_server == len(retried) + 2 * len(failed)  # every failed attempt, and only those, was retried
     assert batch.progress.throttled >= 80  # the burst was met, and went by
     for result in results:
         record = agent.store.get(result.run_id)  # type: ignore[union-attr,arg-type]
@@ -78,6 +81,17 @@ def test_every_item_ends_with_the_servers_text_or_its_reason_and_nothing_starts_
         assert result.text == server_text(server, str(record.response_id))
     assert creates(server) == sum(r.attempts for r in results)  # one create per attempt, none repeated
     assert batch.progress.done == 2000 - len(failed) and batch.progress.failed == len(failed)
+
+
+def test_an_item_whose_every_attempt_fails_ends_failed_with_the_services_reason(server: MockServer,
+                                                                              agent: Agent) -> None:
+    server.set_faults("fail_at=2")
+    batch = agent.batch([f"doomed {i}" for i in range(12)], name="doomed", concurrency=4, max_attempts=2)
+    batch.wait(60, progress=False)
+    results = batch.results()
+    assert [r.status for r in results] == ["failed"] * 12 and all(r.attempts == 2 for r in results)
+    assert all(r.error and "failed" in r.error and r.error_code for r in results), [r.error for r in results]
+    assert creates(server) == 24 and batch.progress.failed == 12 and batch.progress.state == "completed"
 
 
 def test_running_again_with_more_inputs_sends_only_the_new_ones(server: MockServer, agent: Agent) -> None:
