@@ -19,29 +19,29 @@ Screenshots of the key moments go to ``tests/artifacts/`` (gitignored).
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
-import httpx
-import nbformat
 import pytest
-from playwright.sync_api import Locator, Page, expect, sync_playwright
+from playwright.sync_api import Locator, Page, expect
 
-from ..helpers import ROOT, free_port, stop_process, wait_until
+from ..helpers import wait_until
+from .lab import (
+    Lab,
+    contrast,
+    drive_with_diagnostics,
+    expect_kernel_idle,
+    open_notebook,
+    prompt_of,
+    run_cell,
+    shot,
+    theme_colour,
+    use_theme,
+    wait_cell_done,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ARTIFACTS = ROOT / "tests" / "artifacts"
 NOTEBOOK = "agent_widget.ipynb"
 SLEEP = 15  # seconds cell 3 blocks the kernel
 
@@ -146,167 +146,6 @@ NOTIFY_SPY = """() => {
 }"""
 
 
-@pytest.fixture
-def chromium() -> Path:
-    """Debian's Chromium; without it the test is skipped, except on CI (CI=true), where it fails."""
-    if CHROMIUM.exists():
-        return CHROMIUM
-    message = (f"{CHROMIUM} is missing: the JupyterLab browser test needs Debian's chromium "
-               "(apt-get install chromium).")
-    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-        pytest.fail(message + " CI must install it.")
-    pytest.skip(message)
-
-
-@dataclass
-class Lab:
-    url: str
-    token: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def api(self, method: str, path: str) -> httpx.Response:
-        return httpx.request(method, f"{self.url}/api/{path}", headers={"Authorization": f"token {self.token}"},
-                             timeout=10)
-
-
-def _write_settings(settings: Path) -> None:
-    """User settings for a quiet, predictable JupyterLab: no news or update toasts, every cell rendered."""
-    files = {
-        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
-                                                                              "checkForUpdates": False},
-        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-    }
-    for name, content in files.items():
-        path = settings / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(content))
-
-
-@pytest.fixture
-def lab(chromium: Path, tmp_path: Path, agent_nb_home: Path) -> Iterator[Lab]:
-    root = tmp_path / "root"
-    root.mkdir()
-    for name, sources in ((NOTEBOOK, CELLS), (RESTART_NOTEBOOK, RESTART_CELLS), (AGENT_NOTEBOOK, AGENT_CELLS),
-                          (NOTIFY_NOTEBOOK, NOTIFY_CELLS)):
-        notebook = nbformat.v4.new_notebook()
-        notebook.cells = [nbformat.v4.new_code_cell(source) for source in sources]
-        notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
-                                           "language": "python"}
-        nbformat.write(notebook, root / name)
-
-    data = tmp_path / "jupyter-data"  # a python3 kernelspec running this venv's interpreter
-    (data / "kernels" / "python3").mkdir(parents=True)
-    (data / "kernels" / "python3" / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (ipykernel)", "language": "python"}))
-    settings = tmp_path / "lab-settings"
-    _write_settings(settings)
-
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("OPENAI_", "AZURE_OPENAI_", "AGENT_NB_", "JUPYTER"))}
-    env.update(AGENT_NB_HOME=str(agent_nb_home), JUPYTER_DATA_DIR=str(data),
-               JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter-config"), JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
-               JUPYTERLAB_SETTINGS_DIR=str(settings), JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
-               PYTHONUNBUFFERED="1")
-    port, token = free_port(), "agent-nb-browser-test"
-    log = tmp_path / "jupyterlab.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-             f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-             "--ServerApp.allow_root=True",
-             f"--ServerApp.root_dir={root}", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
-             "jupyterlab.NeverCheckForUpdate"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=root, env=env)
-    server = Lab(f"http://127.0.0.1:{port}", token, proc, log)
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"JupyterLab exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            return server.api("GET", "status").status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_until(ready, 60, "JupyterLab to answer")
-        yield server
-    finally:
-        _stop_lab(server)
-
-
-def _stop_lab(lab: Lab) -> None:
-    """Shut the kernels down through the API, then stop JupyterLab by its PID (SIGTERM, SIGKILL if it hangs)."""
-    if lab.proc.poll() is None:
-        try:
-            for kernel in lab.api("GET", "kernels").json():
-                lab.api("DELETE", f"kernels/{kernel['id']}")
-        except (httpx.HTTPError, ValueError):
-            pass
-        stop_process(lab.proc, signal.SIGTERM, grace=20)
-
-
-@pytest.fixture
-def page(chromium: Path, tmp_path: Path) -> Iterator[Page]:
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 1000})
-        try:
-            yield context.pages[0] if context.pages else context.new_page()
-        finally:
-            context.close()
-
-
-def _shot(page: Page, name: str) -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"jupyterlab-{name}.png"
-    page.screenshot(path=str(path))
-    return path
-
-
-def theme_colour(page: Page, variable: str) -> str:
-    """The computed colour of a JupyterLab theme variable in the current theme, as the browser reports colours."""
-    return str(page.evaluate("""variable => {
-        const probe = document.createElement('span');
-        probe.style.color = `var(${variable})`;
-        document.body.appendChild(probe);
-        const colour = getComputedStyle(probe).color;
-        probe.remove();
-        return colour;
-    }""", variable))
-
-
-def _prompt(cell: Locator) -> str:
-    return cell.locator(".jp-InputPrompt").first.inner_text().strip()
-
-
-
-def _open_notebook(lab: Lab, page: Page, name: str, cell_count: int) -> Locator:
-    """Open a notebook and wait until its cells are drawn and its kernel is connected and idle."""
-    page.set_default_timeout(30_000)
-    page.goto(f"{lab.url}/lab/tree/{name}?token={lab.token}&reset")
-    cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell")
-    expect(cells).to_have_count(cell_count, timeout=45_000)
-    # The toolbar's execution indicator says "idle" for a moment before there is a kernel at all, and a cell run
-    # then is silently dropped; the status bar names the kernel.
-    _expect_kernel_idle(page)
-    return cells
-
-
-def _expect_kernel_idle(page: Page) -> None:
-    kernel_idle = page.locator(".jp-StatusBar-TextItem").filter(has_text="Python 3 (ipykernel) | Idle")
-    expect(kernel_idle.first).to_be_visible(timeout=45_000)
-
-def _run_cell(page: Page, cells: Locator, index: int) -> None:
-    """Make cell ``index`` the active cell, then press the notebook toolbar's "Run this cell and advance" button."""
-    cell = cells.nth(index)
-    cell.locator(".jp-InputPrompt").first.click()
-    expect(cell).to_have_class(re.compile(r"\bjp-mod-active\b"), timeout=5_000)
-    page.locator(".jp-NotebookPanel-toolbar [data-command='notebook:run-cell-and-select-next']").click()
-    expect(cell.locator(".jp-InputPrompt").first).not_to_have_text(re.compile(r"\[ \]"), timeout=5_000)
-
 
 def _wait_status(page: Page, label: str, timeout: float) -> list[str]:
     """Wait until the widget has shown ``label`` (now or since the log started); returns the labels so far."""
@@ -314,35 +153,22 @@ def _wait_status(page: Page, label: str, timeout: float) -> list[str]:
     return list(page.evaluate("() => window.__statuses"))
 
 
-def _wait_cell_done(cell: Locator, timeout: float) -> None:
-    expect(cell.locator(".jp-InputPrompt").first).to_have_text(re.compile(r"\[\d+\]"), timeout=timeout * 1000)
-
-
-def _drive_with_diagnostics(lab: Lab, page: Page, drive: Callable[[Lab, Page], None], name: str) -> None:
-    """Run ``drive``; if it fails, keep a screenshot and show the end of JupyterLab's log."""
-    try:
-        drive(lab, page)
-    except BaseException:
-        _shot(page, name)
-        print(f"JupyterLab log:\n{lab.log.read_text()[-5000:]}")
-        raise
-
-
 def test_widget_streams_while_a_cell_blocks_then_resumes_to_the_exact_text(lab: Lab, page: Page) -> None:
-    _drive_with_diagnostics(lab, page, _drive_the_notebook, "failure")
+    drive_with_diagnostics(lab, page, _drive_the_notebook, "failure")
 
 
 def _drive_the_notebook(lab: Lab, page: Page) -> None:
+    lab.add_notebook(NOTEBOOK, CELLS)
     started = time.monotonic()
-    cells = _open_notebook(lab, page, NOTEBOOK, len(CELLS))
+    cells = open_notebook(lab, page, NOTEBOOK, len(CELLS))
 
     # Cell 1: the in-kernel mock server and the retry settings.
-    _run_cell(page, cells, 0)
-    _wait_cell_done(cells.nth(0), 30)
+    run_cell(page, cells, 0)
+    wait_cell_done(cells.nth(0), 30)
     expect(cells.nth(0).locator(".jp-OutputArea-output")).to_contain_text("Mock server running", timeout=5_000)
 
     # Cell 2: the run starts and its widget shows up; cell 3 then blocks the kernel.
-    _run_cell(page, cells, 1)
+    run_cell(page, cells, 1)
     widget = cells.nth(1).locator(".agent-nb-run")
     expect(widget).to_be_visible(timeout=15_000)
     page.evaluate(STATUS_LOG)
@@ -350,8 +176,8 @@ def _drive_the_notebook(lab: Lab, page: Page) -> None:
     body = widget.locator(".agent-nb-answer").first  # the answer, drawn in pages
     resume = widget.get_by_role("button", name="Resume")
     cancel = widget.get_by_role("button", name="Cancel")
-    _wait_cell_done(cells.nth(1), 15)
-    _run_cell(page, cells, 2)
+    wait_cell_done(cells.nth(1), 15)
+    run_cell(page, cells, 2)
     expect(cells.nth(2).locator(".jp-InputPrompt").first).to_have_text(re.compile(r"\[\*\]"), timeout=5_000)
     sleep_started = time.monotonic()
 
@@ -359,7 +185,7 @@ def _drive_the_notebook(lab: Lab, page: Page) -> None:
     expect(body).to_contain_text("Notes on", timeout=10_000)
     first_length = len(body.inner_text())
     wait_until(lambda: len(body.inner_text()) > first_length + 20, 10, "the widget's text to grow")
-    assert _prompt(cells.nth(2)) == "[*]:", "the widget should update while the sleep cell still runs"
+    assert prompt_of(cells.nth(2)) == "[*]:", "the widget should update while the sleep cell still runs"
     expect(status).to_contain_text("in progress")
     expect(status.locator("b").first).to_have_css("color", theme_colour(page, "--jp-brand-color1"))
     expect(cancel).to_be_enabled()
@@ -367,11 +193,11 @@ def _drive_the_notebook(lab: Lab, page: Page) -> None:
     expect(widget.get_by_role("textbox")).to_have_value(re.compile(r"^anb1\."))  # the continuation token
     expect(body.locator("h2")).to_have_count(1)  # Markdown is rendered, not shown raw
     assert not body.inner_text().startswith("#")
-    _shot(page, "1-streaming")
+    shot(page, "1-streaming")
 
     # The stream drops: "reconnecting…", then, after two failed attempts, "connection lost" with Resume enabled.
     _wait_status(page, "reconnecting…", 15)
-    _shot(page, "2-reconnecting")
+    shot(page, "2-reconnecting")
     expect(widget).to_contain_text("reconnecting (attempt", timeout=5_000)
     statuses = _wait_status(page, "connection lost", 15)
     assert statuses.index("in progress") < statuses.index("reconnecting…") < statuses.index("connection lost"), \
@@ -382,12 +208,12 @@ def _drive_the_notebook(lab: Lab, page: Page) -> None:
     expect(cancel).to_be_enabled()  # the run may still be going on the service (and costing money)
     expect(widget).to_contain_text("Resume with the run's token")
     lost_length = len(body.inner_text())
-    assert _prompt(cells.nth(2)) == "[*]:", "connection lost should show while the sleep cell still runs"
+    assert prompt_of(cells.nth(2)) == "[*]:", "connection lost should show while the sleep cell still runs"
     assert time.monotonic() - sleep_started < SLEEP
-    _shot(page, "3-connection-lost")
+    shot(page, "3-connection-lost")
 
     # Cell 4 queues behind the sleep; Resume is clicked now, while the sleep still blocks the kernel.
-    _run_cell(page, cells, 3)
+    run_cell(page, cells, 3)
     resume.click()
     clicked = time.monotonic()
     statuses = _wait_status(page, "completed", SLEEP + 30)
@@ -404,7 +230,7 @@ def _drive_the_notebook(lab: Lab, page: Page) -> None:
     expect(saved).to_contain_text("reconnected")  # it says how many times
     expect(saved).to_contain_text("the run has ended; it replays the stream")
     expect(cells.nth(1).get_by_role("button")).to_have_count(0)
-    _wait_cell_done(cells.nth(3), 10)
+    wait_cell_done(cells.nth(3), 10)
     cell4 = cells.nth(3).locator(".jp-OutputArea-output").first.inner_text()
     # With ipykernel 7 the click's comm message is handled only once the kernel is idle, i.e. after cell 4, which
     # then still saw "disconnected"; a kernel that handled it at once would show "completed". Either is consistent.
@@ -413,12 +239,12 @@ def _drive_the_notebook(lab: Lab, page: Page) -> None:
     print(f"cell 4 printed: {cell4.strip()}")
     assert len(saved.inner_text()) > lost_length
     expect(saved).not_to_contain_text("reconnecting (attempt")
-    _shot(page, "4-completed")
+    shot(page, "4-completed")
 
     # Cell 5: the kernel compares the run's text with the server's; the browser compares what the widget shows
     # with the server's text rendered the same way.
-    _run_cell(page, cells, 4)
-    _wait_cell_done(cells.nth(4), 30)
+    run_cell(page, cells, 4)
+    wait_cell_done(cells.nth(4), 30)
     output = cells.nth(4).locator(".jp-OutputArea-output")
     expect(output.first).to_contain_text("MATCH True", timeout=5_000)
     report = output.first.inner_text()
@@ -428,38 +254,14 @@ def _drive_the_notebook(lab: Lab, page: Page) -> None:
     assert saved.inner_text().endswith(expected.inner_text())
     assert saved.locator("h2").inner_text() == expected.locator("h2").inner_text()
     output.first.evaluate("el => el.scrollIntoView({block: 'start'})")
-    _shot(page, "5-checked")
+    shot(page, "5-checked")
     assert time.monotonic() - started < 90
-
-
-def contrast(page: Page, foreground: str, background: str) -> float:
-    """The WCAG contrast ratio of two CSS colours as the browser computes them."""
-    return float(page.evaluate("""([fg, bg]) => {
-        const rgb = c => c.match(/[\\d.]+/g).slice(0, 3).map(Number);
-        const lum = c => {
-            const linear = v => (v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
-            const [r, g, b] = rgb(c).map(linear);
-            return 0.2126 * r + 0.7152 * g + 0.0722 * b;
-        };
-        const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
-        return (a + 0.05) / (b + 0.05);
-    }""", [foreground, background]))
 
 
 def _seconds_in(saved_view: str) -> float:
     """How far into the run an unfinished run's saved view was last brought up to date."""
     shown = re.search(r"as last seen, ([\d.]+) s after it started", saved_view)
     return float(shown.group(1)) if shown else -1.0
-
-
-def _use_theme(page: Page, theme: str) -> None:
-    """Settings → Theme → ``theme``, then wait until the page has switched."""
-    page.locator(".lm-MenuBar-item", has_text="Settings").click()
-    page.locator(".lm-Menu-item", has_text="Theme").first.hover()
-    page.locator(".lm-Menu-item", has_text=theme).first.click()
-    light = "true" if "Light" in theme else "false"
-    page.wait_for_function("light => document.body.dataset.jpThemeLight === light", arg=light, timeout=15_000)
-    expect(page.locator("#jupyterlab-splash")).to_have_count(0, timeout=15_000)  # the switch's splash is gone
 
 
 def _check_status_reads_well(page: Page, cell: Locator, theme: str) -> None:
@@ -476,14 +278,15 @@ def _check_status_reads_well(page: Page, cell: Locator, theme: str) -> None:
 
 
 def test_after_a_kernel_restart_the_old_view_says_so_and_the_run_is_reattached_exactly(lab: Lab, page: Page) -> None:
-    _drive_with_diagnostics(lab, page, _drive_the_restart, "restart-failure")
+    drive_with_diagnostics(lab, page, _drive_the_restart, "restart-failure")
 
 
 def _drive_the_restart(lab: Lab, page: Page) -> None:
-    cells = _open_notebook(lab, page, RESTART_NOTEBOOK, len(RESTART_CELLS))
-    _run_cell(page, cells, 0)
-    _wait_cell_done(cells.nth(0), 30)
-    _run_cell(page, cells, 1)
+    lab.add_notebook(RESTART_NOTEBOOK, RESTART_CELLS)
+    cells = open_notebook(lab, page, RESTART_NOTEBOOK, len(RESTART_CELLS))
+    run_cell(page, cells, 0)
+    wait_cell_done(cells.nth(0), 30)
+    run_cell(page, cells, 1)
     first = cells.nth(1)
     widget = first.locator(".agent-nb-run")
     expect(widget).to_be_visible(timeout=15_000)
@@ -491,10 +294,10 @@ def _drive_the_restart(lab: Lab, page: Page) -> None:
     expect(widget.locator(".agent-nb-text")).to_contain_text("Notes on", timeout=15_000)
     expect(first.locator(".agent-nb-saved")).to_be_hidden()  # the saved view waits out of sight
     _check_status_reads_well(page, first, "JupyterLab Light")
-    _shot(page, "restart-1-light")
-    _use_theme(page, "JupyterLab Dark")
+    shot(page, "restart-1-light")
+    use_theme(page, "JupyterLab Dark")
     _check_status_reads_well(page, first, "JupyterLab Dark")
-    _shot(page, "restart-2-dark")
+    shot(page, "restart-2-dark")
 
     # The saved view (out of sight) is kept up to date as the run goes on.
     hidden = first.locator(".agent-nb-saved")
@@ -504,7 +307,7 @@ def _drive_the_restart(lab: Lab, page: Page) -> None:
     page.locator(".jp-NotebookPanel-toolbar [data-command='notebook:restart-kernel']").click()
     page.locator(".jp-Dialog .jp-mod-accept").first.click()
     expect(widget).to_have_class(re.compile(r"\bagent-nb-stale\b"), timeout=30_000)
-    _expect_kernel_idle(page)
+    expect_kernel_idle(page)
     note = widget.locator(".agent-nb-stale-note")
     expect(note).to_be_visible()
     expect(note).to_contain_text("This view stopped updating")
@@ -516,17 +319,17 @@ def _drive_the_restart(lab: Lab, page: Page) -> None:
         "els => els.filter(e => getComputedStyle(e, '::before').display !== 'none').length")
     assert icons == 0, f"{icons} broken-link icons are showing"
     first.evaluate("el => el.scrollIntoView({block: 'start'})")
-    _shot(page, "restart-3-stale-dark")
+    shot(page, "restart-3-stale-dark")
 
     # The new kernel says what is unfinished; %agent resume --all picks the run up, exactly.
-    _run_cell(page, cells, 2)
-    _wait_cell_done(cells.nth(2), 30)
+    run_cell(page, cells, 2)
+    wait_cell_done(cells.nth(2), 30)
     expect(cells.nth(2)).to_contain_text("agent-nb: 1 run is unfinished on this machine (restart); re-attach with "
                                          "%agent resume --all")
-    _run_cell(page, cells, 3)
+    run_cell(page, cells, 3)
     expect(cells.nth(3).locator(".agent-nb-run")).to_be_visible(timeout=15_000)
-    _run_cell(page, cells, 4)
-    _wait_cell_done(cells.nth(4), 120)
+    run_cell(page, cells, 4)
+    wait_cell_done(cells.nth(4), 120)
     report = cells.nth(4).locator(".jp-OutputArea-output").first.inner_text()
     assert re.search(r"SERVER completed (\d+) RUN completed \1 MATCH True", report), report
     resumed = cells.nth(3).locator(".agent-nb-saved")
@@ -534,16 +337,16 @@ def _drive_the_restart(lab: Lab, page: Page) -> None:
     expect(resumed.locator("b").first).to_have_text("completed")
     expect(widget).to_have_class(re.compile(r"\bagent-nb-stale\b"))  # the old kernel's view still says so
     cells.nth(3).evaluate("el => el.scrollIntoView({block: 'start'})")
-    _shot(page, "restart-4-resumed-dark")
-    _use_theme(page, "JupyterLab Light")
-    _shot(page, "restart-5-resumed-light")
+    shot(page, "restart-4-resumed-dark")
+    use_theme(page, "JupyterLab Light")
+    shot(page, "restart-5-resumed-light")
 
     # Saved and reopened, with no live view: the first run's saved view says what was last known and what to do.
     page.keyboard.press("Control+s")
     wait_until(lambda: "agent-nb-saved" in json.dumps(lab.api("GET", f"contents/{RESTART_NOTEBOOK}").json()),
                20, "the notebook to be saved with its saved views")
     page.reload()
-    _expect_kernel_idle(page)
+    expect_kernel_idle(page)
     saved = cells.nth(1).locator(".agent-nb-saved")
     expect(saved).to_be_visible(timeout=15_000)
     expect(saved).to_contain_text("as last seen")
@@ -551,21 +354,22 @@ def _drive_the_restart(lab: Lab, page: Page) -> None:
     expect(saved).to_contain_text(re.compile(r"re-attach with\s+%agent resume run_[0-9a-f]{16}"))
     expect(cells.nth(1).get_by_role("button")).to_have_count(0)
     cells.nth(1).evaluate("el => el.scrollIntoView({block: 'start'})")
-    _shot(page, "restart-6-reopened")
+    shot(page, "restart-6-reopened")
 
 
 def test_the_timeline_updates_while_a_cell_sleeps_and_approve_continues_the_run(lab: Lab, page: Page) -> None:
-    _drive_with_diagnostics(lab, page, _drive_the_agent, "agent-failure")
+    drive_with_diagnostics(lab, page, _drive_the_agent, "agent-failure")
 
 
 def _drive_the_agent(lab: Lab, page: Page) -> None:
-    cells = _open_notebook(lab, page, AGENT_NOTEBOOK, len(AGENT_CELLS))
+    lab.add_notebook(AGENT_NOTEBOOK, AGENT_CELLS)
+    cells = open_notebook(lab, page, AGENT_NOTEBOOK, len(AGENT_CELLS))
     for index in (0, 1):
-        _run_cell(page, cells, index)
-        _wait_cell_done(cells.nth(index), 30)
+        run_cell(page, cells, index)
+        wait_cell_done(cells.nth(index), 30)
     research = cells.nth(2)
-    _run_cell(page, cells, 2)  # the research run starts; the next cell blocks the kernel for 5 s
-    _run_cell(page, cells, 3)
+    run_cell(page, cells, 2)  # the research run starts; the next cell blocks the kernel for 5 s
+    run_cell(page, cells, 3)
     steps = research.locator(".agent-nb-run .agent-nb-steps .widget-html")
     expect(steps.first).to_be_visible(timeout=15_000)
     step_line = research.locator(".agent-nb-current-step")
@@ -574,23 +378,23 @@ def _drive_the_agent(lab: Lab, page: Page) -> None:
     page.wait_for_function(
         "([sel, n]) => document.querySelectorAll(sel).length > n",
         arg=[".agent-nb-run .agent-nb-steps .widget-html", first[0]], timeout=4_000)
-    assert _prompt(cells.nth(3)).startswith("[*]"), "the sleep ended too soon"
+    assert prompt_of(cells.nth(3)).startswith("[*]"), "the sleep ended too soon"
     assert "searching" in step_line.inner_text() or "reading" in step_line.inner_text() or \
         "finding" in step_line.inner_text(), step_line.inner_text()
-    _shot(page, "agent-timeline")
-    _wait_cell_done(cells.nth(3), 30)
+    shot(page, "agent-timeline")
+    wait_cell_done(cells.nth(3), 30)
     # The approval: the widget shows the call and its buttons; the run waits until the click.
     payment = cells.nth(4)
-    _run_cell(page, cells, 4)
+    run_cell(page, cells, 4)
     approval = payment.locator(".agent-nb-approval")
     expect(approval).to_be_visible(timeout=20_000)
     expect(approval).to_contain_text("transfer")
     expect(payment.locator(".agent-nb-run .widget-hbox .widget-html").first).to_contain_text(
         "waiting for approval", timeout=10_000)
     approval.scroll_into_view_if_needed()
-    _shot(page, "agent-approval")
+    shot(page, "agent-approval")
     approval.locator("button", has_text="Approve").click()
-    _run_cell(page, cells, 5)
+    run_cell(page, cells, 5)
     expect(cells.nth(5).locator(".jp-OutputArea-output")).to_contain_text(re.compile(r"SENT \[\d+\] completed"),
                                                                           timeout=30_000)
     # The research run finished with its sources as links that open safely in a new tab.
@@ -601,22 +405,23 @@ def _drive_the_agent(lab: Lab, page: Page) -> None:
 
 
 def test_a_run_that_ends_while_the_user_is_away_notifies_and_marks_the_tab(lab: Lab, page: Page) -> None:
-    _drive_with_diagnostics(lab, page, _drive_the_notification, "notify-failure")
+    drive_with_diagnostics(lab, page, _drive_the_notification, "notify-failure")
 
 
 def _drive_the_notification(lab: Lab, page: Page) -> None:
+    lab.add_notebook(NOTIFY_NOTEBOOK, NOTIFY_CELLS)
     page.context.grant_permissions(["notifications"], origin=lab.url)
-    cells = _open_notebook(lab, page, NOTIFY_NOTEBOOK, len(NOTIFY_CELLS))
+    cells = open_notebook(lab, page, NOTIFY_NOTEBOOK, len(NOTIFY_CELLS))
     assert page.evaluate("() => Notification.permission") == "granted"
     page.evaluate(NOTIFY_SPY)
     title = page.title()
-    _run_cell(page, cells, 0)
-    _wait_cell_done(cells.nth(0), 30)
-    _run_cell(page, cells, 1)
+    run_cell(page, cells, 0)
+    wait_cell_done(cells.nth(0), 30)
+    run_cell(page, cells, 1)
     page.wait_for_function("() => window.__notifications.length > 0", timeout=30_000)
     assert page.evaluate("() => window.__notifications") == ["report completed"]
     assert page.title().startswith("✔ report completed")
-    _shot(page, "notified")
+    shot(page, "notified")
     # Back to the page: the mark goes.
     page.evaluate("() => { window.__away = false; document.dispatchEvent(new Event('visibilitychange')); }")
     page.wait_for_function("title => document.title === title", arg=title, timeout=5_000)

@@ -1,0 +1,149 @@
+"""The batch widget in a real JupyterLab: it counts up while a cell blocks the kernel, ends red with its failures
+listed one line each, reads well in the light and the dark theme, and its Retry failed button finishes the batch.
+
+A ``%%agent_batch`` cell of 30 prompts runs on an in-kernel mock where 30% of the responses fail (``fail_rate``) and
+each run takes about two seconds, five at a time, one attempt each, so some items always fail. The next cell sleeps
+for six seconds: the widget must keep counting meanwhile. Once the batch has ended the faults are cleared and Retry
+failed is clicked: the batch must end with every item done, and ``%agent batches`` must list it so. Screenshots go to
+``tests/artifacts/`` (gitignored).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from ..helpers import wait_until
+from .lab import (
+    Lab,
+    contrast,
+    drive_with_diagnostics,
+    open_notebook,
+    prompt_of,
+    run_cell,
+    shot,
+    theme_colour,
+    use_theme,
+    wait_cell_done,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+
+NOTEBOOK = "agent_batch.ipynb"
+ITEMS = 30
+CELLS = [
+    '%load_ext agent_nb\n%agent mock start --options "tokens=60,tps=30,ttft=0"\n'
+    "%agent mock faults --faults fail_rate=0.3",
+    "%%agent_batch -o batch --name lab-batch --concurrency 5 --max-attempts 1\n"
+    + "\n".join(f"Summarise filing {i} in one paragraph." for i in range(ITEMS)),
+    "import time; time.sleep(6)",
+    "%agent mock faults",  # no faults: the retried items complete
+    "%agent batches",
+    "print('STATUSES', sorted({r.status for r in batch.results()}), 'ITEMS', len(batch.results()))",
+]
+
+
+def _counted(widget: Locator) -> int:
+    """How many items the widget's counter says have ended (``12/30 · 40%``)."""
+    shown = re.match(r"\s*(\d+)/(\d+)", widget.locator(".widget-hbox .widget-html").nth(1).inner_text())
+    assert shown and int(shown.group(2)) == ITEMS, widget.inner_text()
+    return int(shown.group(1))
+
+
+def _check_reads_well(page: Page, widget: Locator, theme: str) -> None:
+    """The state label, the failed count and the error lines keep a readable contrast on the notebook's background."""
+    background = page.evaluate("() => getComputedStyle(document.querySelector('.jp-Notebook')).backgroundColor")
+    error = theme_colour(page, "--jp-error-color1")
+    for what, element in (("the state", widget.locator(".widget-html").nth(2).locator("b").first),
+                          ("the failed count", widget.locator("span", has_text=re.compile(r"^\d+ failed$")).first),
+                          ("an error line", widget.locator(".agent-nb-batch-error").first)):
+        colour = element.evaluate("el => getComputedStyle(el).color")
+        ratio = contrast(page, colour, background)
+        print(f"{theme}: {what} is {colour}, contrast {ratio:.1f}:1")
+        assert ratio >= 3.0, f"{what} is hard to read in {theme}: contrast {ratio:.1f}:1"
+        if what != "the state":
+            assert colour == error, f"{what} should be the theme's error colour in {theme}"
+    bar = widget.locator(".progress-bar").first
+    assert bar.evaluate("el => getComputedStyle(el).backgroundColor") == error, "a batch with failures ends red"
+
+
+def test_the_batch_widget_counts_while_the_kernel_sleeps_and_retry_failed_finishes_it(lab: Lab, page: Page) -> None:
+    drive_with_diagnostics(lab, page, _drive_the_batch, "batch-failure")
+
+
+def _drive_the_batch(lab: Lab, page: Page) -> None:
+    lab.add_notebook(NOTEBOOK, CELLS)
+    cells = open_notebook(lab, page, NOTEBOOK, len(CELLS))
+    run_cell(page, cells, 0)
+    wait_cell_done(cells.nth(0), 30)
+    expect(cells.nth(0).locator(".jp-OutputArea-output")).to_contain_text("faults: fail_rate=0.3", timeout=5_000)
+
+    # The batch starts and returns at once; the sleep cell then blocks the kernel while the widget counts on.
+    run_cell(page, cells, 1)
+    widget = cells.nth(1).locator(".agent-nb-batch")
+    expect(widget).to_be_visible(timeout=15_000)
+    expect(widget.locator(".widget-html b").first).to_have_text("lab-batch")
+    wait_cell_done(cells.nth(1), 15)
+    run_cell(page, cells, 2)
+    expect(cells.nth(2).locator(".jp-InputPrompt").first).to_have_text(re.compile(r"\[\*\]"), timeout=5_000)
+    summary = widget.locator(".widget-html").nth(2)
+    expect(summary).to_contain_text("running", timeout=5_000)
+    expect(summary).to_contain_text("items/s")
+    expect(summary).to_contain_text("ETA")
+    state = summary.locator("b").first
+    expect(state).to_have_css("color", theme_colour(page, "--jp-brand-color1"))
+    cancel = widget.get_by_role("button", name="Cancel all")
+    retry = widget.get_by_role("button", name="Retry failed")
+    expect(cancel).to_be_enabled()
+    before = _counted(widget)
+    wait_until(lambda: _counted(widget) >= before + 5, 20, "the widget to count five more items")
+    assert prompt_of(cells.nth(2)) == "[*]:", "the widget should count while the sleep cell still runs"
+    shot(page, "batch-1-running")
+
+    # The batch ends with failures: red bar, the failed count and the latest errors in the error colour, one line
+    # each; Retry failed is offered, Cancel all is not.
+    expect(state).to_have_text("completed", timeout=60_000)
+    assert _counted(widget) == ITEMS
+    failed = int(re.search(r"(\d+) failed", summary.inner_text()).group(1))  # type: ignore[union-attr]
+    assert 0 < failed < ITEMS
+    errors = widget.locator(".agent-nb-batch-error")
+    assert 1 <= errors.count() <= failed
+    for line in errors.all_inner_texts():
+        assert "\n" not in line.strip() and "failed" in line, line
+    expect(retry).to_be_enabled()
+    expect(cancel).to_be_disabled()
+    wait_cell_done(cells.nth(2), 30)
+    widget.scroll_into_view_if_needed()
+    _check_reads_well(page, widget, "JupyterLab Light")
+    shot(page, "batch-2-failures-light")
+    use_theme(page, "JupyterLab Dark")
+    _check_reads_well(page, widget, "JupyterLab Dark")
+    shot(page, "batch-3-failures-dark")
+
+    # Faults off, then Retry failed: only the failed items go again, and the batch ends green with every item done.
+    run_cell(page, cells, 3)
+    wait_cell_done(cells.nth(3), 15)
+    retry.click()
+    expect(widget).to_contain_text(f"Retrying {failed} failed item", timeout=10_000)
+    expect(summary).to_contain_text(f"completed · {ITEMS} done · 0 failed", timeout=60_000)
+    expect(errors).to_have_count(0)
+    expect(retry).to_be_disabled()
+    bar = widget.locator(".progress-bar").first
+    wait_until(lambda: bar.evaluate("el => getComputedStyle(el).backgroundColor")
+               == theme_colour(page, "--jp-success-color1"), 10, "the bar to turn green")
+    shot(page, "batch-4-retried-dark")
+
+    run_cell(page, cells, 4)
+    wait_cell_done(cells.nth(4), 15)
+    listing = cells.nth(4).locator(".jp-OutputArea-output").first
+    expect(listing).to_contain_text("lab-batch")
+    expect(listing).to_contain_text(str(ITEMS))
+    run_cell(page, cells, 5)
+    wait_cell_done(cells.nth(5), 15)
+    expect(cells.nth(5).locator(".jp-OutputArea-output").first).to_contain_text(
+        f"STATUSES ['completed'] ITEMS {ITEMS}")
+    use_theme(page, "JupyterLab Light")
+    widget.scroll_into_view_if_needed()
+    shot(page, "batch-5-retried-light")
