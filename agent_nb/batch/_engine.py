@@ -24,45 +24,29 @@ import httpx
 
 from .._agent import Agent
 from .._client import ResponsesClient, _retry_after
-from .._errors import AgentNBError, StoredRunNotFound, StoreError
+from .._errors import AgentNBError, StoreError
 from .._items import OutputItems
 from .._polling import output_text
-from .._run import BackgroundRun
 from .._store import RunRecord, RunStore, new_run_id
 from .._store._ledger import BatchItem, BatchLedger, new_owner
 from .._tools import FunctionTool
+from ._flight import Flight
 from ._followed import follow
 from ._inputs import prompt_of
-from ._outcomes import UNKNOWN_FATE, Outcome, error_of, of_response
+from ._outcomes import UNKNOWN_FATE, Outcome, of_response
 from ._pacer import PacedRetry, Pacer, RateLimit
 from ._polled import Poller, create_and_poll
 from ._progress import BatchProgress, Throughput
 from ._spec import BatchSpec
+from ._takeover import take_over
 from ._wire import lean_calls
 from ._writes import Writes
 
-__all__ = ["Engine", "Flight"]
+__all__ = ["Engine"]
 
 _TICK = 0.25  # seconds between looks at the whole batch (counts, cancellation, the end)
 _FLUSH = 0.05  # seconds between flushes of the batch's writes
 _CLAIM = 200  # items claimed at a time, at most
-
-
-class Flight:
-    """An item this engine works on now: the little it needs to create or follow the item's run."""
-
-    __slots__ = ("attempts", "cancel_sent", "failures", "input", "interval", "key", "response_id", "run", "run_id")
-
-    def __init__(self, item: BatchItem) -> None:
-        self.key = item.key
-        self.input = item.input
-        self.run_id = str(item.run_id)
-        self.response_id = item.response_id
-        self.attempts = item.attempts
-        self.interval = 0.0
-        self.failures = 0
-        self.cancel_sent = False
-        self.run: BackgroundRun | None = None
 
 
 class Engine:
@@ -91,7 +75,7 @@ class Engine:
         self.errors: collections.deque[str] = collections.deque(maxlen=5)
         self.done = concurrent.futures.Future[BatchProgress]()
         self._functions = [t for t in agent.tools if isinstance(t, FunctionTool)]
-        self._fast = spec.mode == "poll" and not spec.functions
+        self.fast = spec.mode == "poll" and not spec.functions
         self._throughput = Throughput()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -150,11 +134,11 @@ class Engine:
                            model=self.spec.model, store=self.store, tools=self._functions,
                            max_tool_rounds=self.spec.max_tool_rounds or self.source.max_tool_rounds)
         self.poller = Poller(self, slots=max(8, min(self.concurrency, 256)))
-        info = await self._io(self.ledger.get, self.name)
+        info = await self.io(self.ledger.get, self.name)
         if info is not None:
             self._created_at = info.created_at
-        await self._io(self.ledger.heartbeat, self.name, self.owner, self.lease)
-        loops = [self._submit(), self._housekeep(), self._flush_loop()] + ([self.poller.run()] if self._fast else [])
+        await self.io(self.ledger.heartbeat, self.name, self.owner, self.lease)
+        loops = [self._submit(), self._housekeep(), self._flush_loop()] + ([self.poller.run()] if self.fast else [])
         workers = [asyncio.create_task(work) for work in loops]
         try:
             await self._stop.wait()
@@ -162,20 +146,20 @@ class Engine:
             for task in [*workers, *self._tasks]:
                 task.cancel()
             await asyncio.gather(*workers, *self._tasks, return_exceptions=True)
-            await self._io(self.writes.flush)
+            await self.io(self.writes.flush)
             with contextlib.suppress(StoreError):
-                await self._io(self.ledger.release, self.name, self.owner)
+                await self.io(self.ledger.release, self.name, self.owner)
             await self.client.aclose()
             if self.calls is not self.client:
                 await self.calls.aclose()
             self.progress = await self._measure(final=True)
         return self.progress
 
-    async def _io(self, call: Callable[..., Any], *args: Any) -> Any:
+    async def io(self, call: Callable[..., Any], *args: Any) -> Any:
         """A store call, in a worker thread so that the loop goes on meanwhile."""
         return await asyncio.get_running_loop().run_in_executor(None, lambda: call(*args))
 
-    def _spawn(self, work: Any) -> None:
+    def spawn(self, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -190,7 +174,7 @@ class Engine:
                     await asyncio.wait_for(self._wake.wait(), 1.0)
                 continue
             await self.pacer.acquire()  # no claim while the batch is paused: the items would only wait here
-            items = await self._io(self._claim, min(free, _CLAIM))
+            items = await self.io(self._claim, min(free, _CLAIM))
             if not items:
                 self._wake.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -198,14 +182,14 @@ class Engine:
                 continue
             for item in items:
                 flight = self.flights[item.key] = Flight(item)
-                self._spawn(create_and_poll(self, flight) if self._fast else follow(self, flight, resume=False))
+                self.spawn(create_and_poll(self, flight) if self.fast else follow(self, flight, resume=False))
 
     def _claim(self, count: int) -> list[BatchItem]:
         """Claim pending items and, for the fast path, record their runs, in one transaction: a run's record exists
         before its create is sent, so whoever takes the item over can tell whether it may have been."""
         with self.store.transaction():
             items = self.ledger.claim(self.name, self.owner, [new_run_id() for _ in range(count)])
-            if self._fast:
+            if self.fast:
                 for item in items:
                     self.store.add(self._record(item))
         return items
@@ -229,10 +213,10 @@ class Engine:
         while True:
             now = time.monotonic()
             if now >= next_beat:
-                await self._io(self.ledger.heartbeat, self.name, self.owner, self.lease)
+                await self.io(self.ledger.heartbeat, self.name, self.owner, self.lease)
                 next_beat = now + self.lease / 3
             if now >= next_adopt:
-                await self._adopt()
+                await take_over(self)
                 next_adopt = now + min(1.0, self.lease / 2)
             self.progress = await self._measure()
             if self.on_progress is not None:
@@ -250,7 +234,7 @@ class Engine:
                 await asyncio.wait_for(self._flush_now.wait(), _FLUSH)
             self._flush_now.clear()
             if len(self.writes):
-                await self._io(self.writes.flush)
+                await self.io(self.writes.flush)
             committed = self.writes.committed
             while self._gates and self._gates[0][0] <= committed:
                 *_, gate = heapq.heappop(self._gates)
@@ -267,45 +251,8 @@ class Engine:
         self._flush_now.set()
         await gate
 
-    async def _adopt(self) -> None:
-        """Take over the items of owners that are gone, and follow each from its run's record."""
-        items = await self._io(self.ledger.adopt, self.name, self.owner)
-        for item in items:
-            if item.key in self.flights:
-                continue
-            record = await self._io(self._stored, item.run_id)
-            flight = Flight(item)
-            response_id = item.response_id or (record.response_id if record is not None else None)
-            if item.status == "claimed":  # its create was never sent: it goes back to the queue
-                self.writes.item(item.key, status="pending", attempts=max(0, item.attempts - 1))
-                if record is not None:
-                    self.writes.run(self.store.delete, record.run_id)
-                continue
-            if response_id is None:
-                self.flights[item.key] = flight
-                self.finished(flight, Outcome("failed", error_of(UNKNOWN_FATE, "The process creating this item's "
-                              "run stopped before the service confirmed it, so whether it started is unknown; it "
-                              "was not started again. batch.retry_failed() starts it again.")))
-                continue
-            flight.response_id = response_id
-            self.flights[item.key] = flight
-            if item.status != "running":
-                self.writes.item(item.key, status="running", response_id=response_id)
-            if self._fast:
-                self.poller.schedule(flight, 0.0)
-            else:
-                self._spawn(follow(self, flight, resume=True))
-
-    def _stored(self, run_id: str | None) -> RunRecord | None:
-        if run_id is None:
-            return None
-        try:
-            return self.store.get(run_id)
-        except StoredRunNotFound:
-            return None
-
     async def _measure(self, final: bool = False) -> BatchProgress:
-        info = await self._io(self.ledger.get, self.name)
+        info = await self.io(self.ledger.get, self.name)
         counts = info.counts if info is not None else {}
         if info is not None and info.state == "cancelled" and not self.cancelling:
             self._cancel_now()
@@ -337,7 +284,7 @@ class Engine:
         self.poller.hurry()
         for flight in list(self.flights.values()):
             if flight.run is not None and flight.run.response_id is not None and not flight.run.terminal:
-                self._spawn(self._cancel_at_service(flight.run.response_id))
+                self.spawn(self._cancel_at_service(flight.run.response_id))
 
     def started(self, flight: Flight, response_id: str, status: str, *, record: bool = True) -> None:
         flight.response_id = response_id
@@ -345,7 +292,7 @@ class Engine:
             self.writes.run(self.store.update, flight.run_id, response_id=response_id, status=status)
         self.writes.item(flight.key, status="running", response_id=response_id)
         if self.cancelling and flight.run is not None:  # confirmed after the batch was cancelled: cancel it too
-            self._spawn(self._cancel_at_service(response_id))
+            self.spawn(self._cancel_at_service(response_id))
 
     def finished_with(self, flight: Flight, response: Mapping[str, Any]) -> None:
         """A polled run reached a final status: record its outcome from the Response object."""

@@ -12,7 +12,8 @@ from ._outcomes import Outcome, error_of, of_exception, of_response
 
 if TYPE_CHECKING:
     from .._run import BackgroundRun
-    from ._engine import Engine, Flight
+    from ._engine import Engine
+    from ._flight import Flight
 
 __all__ = ["follow"]
 

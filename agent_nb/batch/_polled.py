@@ -20,7 +20,8 @@ from .._resume import TERMINAL_STATUSES
 from ._outcomes import UNKNOWN_FATE, Outcome, error_of, of_exception
 
 if TYPE_CHECKING:
-    from ._engine import Engine, Flight
+    from ._engine import Engine
+    from ._flight import Flight
 
 __all__ = ["Poller", "create_and_poll"]
 
