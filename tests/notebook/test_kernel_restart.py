@@ -125,10 +125,14 @@ def test_a_run_resumes_exactly_in_a_new_kernel_after_the_old_one_was_killed(
         first.run("%%agent -o run --name restart\nWrite a long market analysis of the Nordic grid-storage sector.")
 
         def progress() -> dict[str, Any] | None:
-            state = json.loads(first.run("import json; print(json.dumps({'run_id': run.run_id, "
+            # Killed only once the store holds some of the text too: its checkpoints trail what the kernel shows.
+            state = json.loads(first.run("import json; from agent_nb import default_store\n"
+                                         "stored = default_store().get(run.run_id).text if run.run_id else ''\n"
+                                         "print(json.dumps({'run_id': run.run_id, "
                                          "'response_id': run.response_id, 'chars': len(run.text), "
-                                         "'status': run.status}))"))
-            return state if state["run_id"] and state["response_id"] and state["chars"] >= 200 else None
+                                         "'stored': len(stored), 'status': run.status}))"))
+            return state if state["run_id"] and state["response_id"] and state["chars"] >= 200 \
+                and state["stored"] > 0 else None
 
         before = wait_until(progress, 30, "the run to stream some text in kernel 1")
         assert before["status"] == "in_progress", before
