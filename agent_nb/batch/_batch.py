@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import secrets
 import sys
 import time
@@ -58,7 +59,9 @@ class Batch:
         self.lease = lease
         self._ledger: BatchLedger = store.ledger()
         self._observers: list[Callable[[BatchProgress], None]] = []
-        self._progress = BatchProgress(self.name, info.total, waiting=info.counts.get("pending", 0))
+        ended = "cancelled" if info.state == "cancelled" else "completed"
+        self._progress = BatchProgress.of_counts(self.name, info.counts, state="running" if info.unfinished else ended,
+                                                 elapsed=time.time() - info.created_at)
         self._engine: Engine | None = None
 
     # -- opening ------------------------------------------------------------------------------------------------
@@ -73,7 +76,10 @@ class Batch:
         _check_concurrency(concurrency)
         if rate_limit is not None and not isinstance(rate_limit, RateLimit):
             raise ConfigurationError("rate_limit must be a RateLimit(requests_per_minute=..., tokens_per_minute=...).")
-        spec = BatchSpec.of(agent, options, mode=mode, max_attempts=max_attempts)
+        budgets = rate_limit or RateLimit()
+        spec = dataclasses.replace(BatchSpec.of(agent, options, mode=mode, max_attempts=max_attempts),
+                                   concurrency=concurrency, requests_per_minute=budgets.requests_per_minute,
+                                   tokens_per_minute=budgets.tokens_per_minute)
         items = normalise_inputs(inputs)
         name = name or f"batch-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
         _check_name(name)
@@ -94,10 +100,12 @@ class Batch:
         return batch
 
     @classmethod
-    def resume(cls, name: str, *, agent: Agent | None = None, store: RunStore | None = None, concurrency: int = 64,
-               rate_limit: RateLimit | None = None, lease: float = DEFAULT_LEASE, start: bool = True) -> Batch:
+    def resume(cls, name: str, *, agent: Agent | None = None, store: RunStore | None = None,
+               concurrency: int | None = None, rate_limit: RateLimit | None = None, lease: float = DEFAULT_LEASE,
+               start: bool = True) -> Batch:
         """Re-attach to the stored batch ``name``: finished items stay as they are, runs in flight are followed by
-        their run ids, and items never sent are sent. ``agent`` defaults to one at the endpoint the batch used."""
+        their run ids, and items never sent are sent. ``agent`` defaults to one at the endpoint the batch used;
+        ``concurrency`` and ``rate_limit`` to those the batch was started with."""
         store = store or (agent.store if agent is not None else None) or default_store()
         info = store.ledger().get(name)
         if info is None:
@@ -110,7 +118,10 @@ class Batch:
         if missing:
             raise ConfigurationError(f"Batch {name!r}'s items call the function tools {', '.join(missing)}; pass an "
                                      "agent that has them (agent=Agent(tools=[...])).")
-        batch = cls(agent, store, info, concurrency=concurrency, rate_limit=rate_limit, lease=lease)
+        if rate_limit is None and (spec.requests_per_minute or spec.tokens_per_minute):
+            rate_limit = RateLimit(spec.requests_per_minute, spec.tokens_per_minute)
+        batch = cls(agent, store, info, concurrency=concurrency or spec.concurrency, rate_limit=rate_limit,
+                    lease=lease)
         if start:
             batch.start()
         return batch

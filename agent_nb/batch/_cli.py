@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         where.add_argument("--store", metavar="PATH", help="a SQLite run store file")
         sub.add_argument("--prefix", default="agent_nb", help="the Redis store's key prefix (default agent_nb)")
     worker.add_argument("--name", required=True, help="the batch to work")
-    worker.add_argument("--concurrency", type=int, default=64, help="runs in flight at most (default 64)")
+    worker.add_argument("--concurrency", type=int, help="runs in flight at most (default: the batch's own)")
     worker.add_argument("--lease", type=float, default=DEFAULT_LEASE,
                         help=f"seconds before a silent worker's items are taken over (default {DEFAULT_LEASE:g})")
     worker.add_argument("--quiet", action="store_true", help="print only the final line")
@@ -49,7 +49,7 @@ def _store(args: argparse.Namespace) -> RunStore:
 
 
 def _work(args: argparse.Namespace, store: RunStore, out: TextIO) -> int:
-    if args.concurrency < 1:
+    if args.concurrency is not None and args.concurrency < 1:
         raise AgentNBError(f"--concurrency must be at least 1, not {args.concurrency}.")
     batch = Batch.resume(args.name, store=store, concurrency=args.concurrency, lease=args.lease, start=False)
     last = [""]

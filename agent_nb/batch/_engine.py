@@ -256,20 +256,16 @@ class Engine:
         counts = info.counts if info is not None else {}
         if info is not None and info.state == "cancelled" and not self.cancelling:
             self._cancel_now()
-        done = counts.get("completed", 0) + counts.get("incomplete", 0)
-        failed, cancelled = counts.get("failed", 0), counts.get("cancelled", 0)
         open_ = counts.get("pending", 0) + counts.get("submitting", 0) + counts.get("running", 0)
-        total = sum(counts.values())
         if open_ == 0 and not self.flights:
             state = "cancelled" if info is not None and info.state == "cancelled" else "completed"
         else:
             state = "stopped" if final else "running"
-        return BatchProgress(self.name, total, done=done, failed=failed, cancelled=cancelled,
-                             running=counts.get("submitting", 0) + counts.get("running", 0),
-                             waiting=counts.get("pending", 0), elapsed=time.time() - self._created_at,
-                             throughput=self._throughput.note(done + failed + cancelled), state=state,
-                             rate_limited=self.pacer.pause_left(), throttled=self.pacer.rate_limited,
-                             errors=tuple(self.errors))
+        finished = sum(counts.get(status, 0) for status in ("completed", "incomplete", "failed", "cancelled"))
+        return BatchProgress.of_counts(self.name, counts, state=state, elapsed=time.time() - self._created_at,
+                                       throughput=self._throughput.note(finished),
+                                       rate_limited=self.pacer.pause_left(), throttled=self.pacer.rate_limited,
+                                       errors=tuple(self.errors))
 
     # -- what the paths report ----------------------------------------------------------------------------------
     def _on_answer(self, status: int, headers: httpx.Headers) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -45,6 +46,14 @@ class BatchProgress:
     rate_limited: float = 0.0  # seconds left of a Retry-After pause
     throttled: int = 0  # 429s this process met
     errors: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def of_counts(cls, name: str, counts: Mapping[str, int], *, state: str, **extra: Any) -> BatchProgress:
+        """The snapshot of a batch whose items have these ledger statuses (``{"pending": 3, "completed": 9}``)."""
+        return cls(name, sum(counts.values()), done=counts.get("completed", 0) + counts.get("incomplete", 0),
+                   failed=counts.get("failed", 0), cancelled=counts.get("cancelled", 0),
+                   running=sum(counts.get(status, 0) for status in ("claimed", "submitting", "running")),
+                   waiting=counts.get("pending", 0), state=state, **extra)
 
     @property
     def finished(self) -> int:

@@ -43,6 +43,10 @@ class BatchSpec:
     labels: dict[str, str] = field(default_factory=dict)
     endpoint: str = ""
     service: str | None = None
+    #: How it was first worked, the defaults of a re-attach by name (``Batch.resume``, a worker): not its identity.
+    concurrency: int = 64
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
 
     @classmethod
     def of(cls, agent: Agent, options: Mapping[str, Any] | None, *, mode: str, max_attempts: int) -> BatchSpec:

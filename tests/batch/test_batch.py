@@ -94,6 +94,16 @@ def test_an_item_whose_every_attempt_fails_ends_failed_with_the_services_reason(
     assert creates(server) == 24 and batch.progress.failed == 12 and batch.progress.state == "completed"
 
 
+def test_a_reattach_by_name_works_the_batch_at_the_pace_it_was_started_with(agent: Agent) -> None:
+    Batch.open(agent, ["one", "two"], name="paced", concurrency=3, rate_limit=RateLimit(600), start=False)
+    again = Batch.resume("paced", agent=agent, start=False)
+    assert again.concurrency == 3 and again.rate_limit == RateLimit(requests_per_minute=600)
+    faster = Batch.resume("paced", agent=agent, concurrency=50, rate_limit=RateLimit(tokens_per_minute=9000),
+                          start=False)
+    assert faster.concurrency == 50 and faster.rate_limit == RateLimit(tokens_per_minute=9000)
+    assert Batch.resume("paced", agent=agent, start=False).concurrency == 3  # what a re-attach gives stays the first
+
+
 def test_running_again_with_more_inputs_sends_only_the_new_ones(server: MockServer, agent: Agent) -> None:
     first = agent.batch([("a", "one"), ("b", "two")] + [f"prompt {i}" for i in range(20)], name="grow")
     first.wait(60, progress=False)
