@@ -8,6 +8,9 @@ named ``cell-`` and 12 hex digits of a hash of what it asks (its inputs, model, 
 endpoint), so running the same cell again, after a kernel restart too, re-attaches to its batch instead of paying for
 it twice, while an edited prompt or model makes a new batch. ``--concurrency``, ``--mode``, ``--rpm`` … change only
 how it is worked, not its name.
+
+``%agent_batch --name NAME`` with no prompts re-attaches to the stored batch NAME as it was started (after a kernel
+restart, say): the form the batch's view and ``%load_ext`` suggest, since it does not need the cell that started it.
 """
 
 from __future__ import annotations
@@ -70,9 +73,10 @@ def _batch_parser() -> _Parser:
     parser.add_argument("--model", help="model for every item")
     parser.add_argument("--instructions", help="system instructions for every item")
     parser.add_argument("--name", metavar="BATCH_NAME", help="the batch's name: the same name re-attaches to it")
-    parser.add_argument("--concurrency", type=_whole, default=64, metavar="N", help="runs in flight at most")
-    parser.add_argument("--mode", choices=MODES, default="poll", help="follow the runs by polling or streaming")
-    parser.add_argument("--max-attempts", type=_whole, default=3, metavar="N", help="attempts per item at most")
+    parser.add_argument("--concurrency", type=_whole, metavar="N",
+                        help="runs in flight at most (default 64; a re-attach by name: the batch's own)")
+    parser.add_argument("--mode", choices=MODES, help="follow the runs by polling or streaming (default: poll)")
+    parser.add_argument("--max-attempts", type=_whole, metavar="N", help="attempts per item at most (default: 3)")
     parser.add_argument("--rpm", type=_positive, metavar="N", help="requests per minute at most")
     parser.add_argument("--tpm", type=_positive, metavar="N", help="estimated tokens per minute at most")
     parser.add_argument("--max-output-tokens", type=_whole, metavar="N", help="cap each reply's length")
@@ -120,8 +124,10 @@ class BatchMagics(Magics):  # type: ignore[misc]
         args = _batch_parser().parse_args(split_words(line, "%%agent_batch"))
         if args.out is not None and not args.out.isidentifier():
             raise UsageError(f"-o {args.out}: a variable name is letters, digits and underscores, not {args.out!r}.")
-        inputs = self._inputs(args.source, cell)
         magics = self.agent_magics
+        if args.source is None and not (cell or "").strip() and args.name is not None:
+            return self._reattach(args, magics)
+        inputs = self._inputs(args.source, cell)
         agent: Agent = magics._named_agent(args.agent) if args.agent else magics.agent()
         options: dict[str, Any] = {"model": args.model or (agent.model if args.agent else magics.model)}
         instructions = args.instructions if args.instructions is not None else \
@@ -132,12 +138,12 @@ class BatchMagics(Magics):  # type: ignore[misc]
             options["max_output_tokens"] = args.max_output_tokens
         if args.metadata:
             options["metadata"] = dict(_key_value(item) for item in args.metadata)
-        spec = BatchSpec.of(agent, options, mode=args.mode, max_attempts=args.max_attempts)
+        mode, attempts = args.mode or "poll", args.max_attempts or 3
+        spec = BatchSpec.of(agent, options, mode=mode, max_attempts=attempts)
         name = args.name or cell_batch_name(inputs, spec)
-        rate = RateLimit(args.rpm, args.tpm) if args.rpm or args.tpm else None
         stored = any(info.name == name for info in Batch.stored(agent.store))
-        opened = Batch.open(agent, inputs, name=name, concurrency=args.concurrency, mode=args.mode,
-                            max_attempts=args.max_attempts, rate_limit=rate, options=options, start=False)
+        opened = Batch.open(agent, inputs, name=name, concurrency=args.concurrency or 64, mode=mode,
+                            max_attempts=attempts, rate_limit=_rate(args), options=options, start=False)
         live = self.batches.get(name)
         if live is not None and live.working:  # its engine takes up any new items by itself
             batch, note = live, ("This batch is already working in this kernel: showing it again (any new prompts "
@@ -147,6 +153,38 @@ class BatchMagics(Magics):  # type: ignore[misc]
             batch.start()
             note = (f"Re-attached to the stored batch {name}: items that had ended are kept, and only the rest are "
                     "sent." if stored else "")
+        self._show(batch, note, args, magics)
+
+    def _reattach(self, args: argparse.Namespace, magics: Any) -> None:
+        """``%agent_batch --name NAME`` with no prompts: work the stored batch NAME again, as it was started."""
+        given = [flag for flag, value in (("--model", args.model), ("--instructions", args.instructions),
+                                          ("--mode", args.mode), ("--max-attempts", args.max_attempts),
+                                          ("--max-output-tokens", args.max_output_tokens),
+                                          ("--metadata", args.metadata)) if value]
+        store = magics.store
+        info = store.ledger().get(args.name)
+        if info is None:
+            raise UsageError(f"%%agent_batch needs prompts: there is no stored batch {args.name!r} to re-attach to "
+                             "(%agent batches lists them). Put one prompt per line in the cell body, or use --from "
+                             "VARIABLE.")
+        if given:
+            raise UsageError(f"{', '.join(given)} only apply to new prompts: re-attaching to {args.name!r} keeps the "
+                             "options it was started with. Drop them, or give the prompts too.")
+        live = self.batches.get(args.name)
+        if live is not None and live.working:
+            self._show(live, "This batch is already working in this kernel: showing it again.", args, magics)
+            return
+        agent: Agent | None = magics._named_agent(args.agent) if args.agent else magics.agent()
+        if args.agent is None and agent is not None and agent.client.base_url != info.spec.get("endpoint"):
+            agent = None  # an agent at the endpoint the batch was started on
+        batch = self.batches[args.name] = Batch.resume(args.name, agent=agent, store=store,
+                                                      concurrency=args.concurrency, rate_limit=_rate(args))
+        open_items = info.unfinished
+        self._show(batch, f"Re-attached to the stored batch {args.name}: {open_items} unfinished item"
+                          f"{'s' if open_items != 1 else ''} to follow or send; items that had ended are kept.",
+                   args, magics)
+
+    def _show(self, batch: Batch, note: str, args: argparse.Namespace, magics: Any) -> None:
         if args.out and self.shell is not None:
             self.shell.user_ns[args.out] = batch
         widget = BatchWidget.for_batch(batch)
@@ -180,3 +218,6 @@ class BatchMagics(Magics):  # type: ignore[misc]
             raise UsageError(f"--from {source}: {source!r} is empty, so there is nothing to ask.")
         return value
 
+
+def _rate(args: argparse.Namespace) -> RateLimit | None:
+    return RateLimit(args.rpm, args.tpm) if args.rpm or args.tpm else None

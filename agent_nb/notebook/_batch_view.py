@@ -10,6 +10,7 @@ final one (the batch has ended) is drawn at once. So a fast batch costs the fron
 from __future__ import annotations
 
 import html
+import shlex
 import threading
 import time
 import weakref
@@ -21,10 +22,11 @@ from .._errors import AgentNBError
 from .._loop import BackgroundLoop
 from ..batch import Batch, BatchProgress
 from ..batch._progress import format_duration
+from ._liveness import Liveness
 from ._publish import publish
 from ._style import colour, muted
 
-__all__ = ["ERROR_WIDTH", "REDRAWS_PER_SECOND", "BatchWidget", "batch_bundle"]
+__all__ = ["ERROR_WIDTH", "REDRAWS_PER_SECOND", "BatchWidget", "batch_bundle", "stale_note_html"]
 
 REDRAWS_PER_SECOND = 4
 WATCH_INTERVAL = 1.0  # seconds between looks at whether the batch still works here
@@ -82,6 +84,14 @@ def errors_html(errors: tuple[str, ...]) -> str:
                                            for e in errors)
 
 
+def stale_note_html(name: str) -> str:
+    """What the view says once its kernel has gone (the page shows it; the kernel cannot)."""
+    again = html.escape(f"%agent_batch --name {shlex.quote(name)}")
+    return (f"<b>This view stopped updating:</b> the kernel that worked this batch has stopped; the runs it had "
+            f"started go on at the service. Re-attach with <code>{again}</code>: items that ended "
+            "are kept, runs in flight are followed, and none is started twice.")
+
+
 class BatchWidget(widgets.VBox):  # type: ignore[misc]
     """A widget showing one :class:`~agent_nb.batch.Batch` as it goes (one per batch: see :meth:`for_batch`)."""
 
@@ -100,10 +110,15 @@ class BatchWidget(widgets.VBox):  # type: ignore[misc]
                                            tooltip="Start the failed items again")
         self.cancel_button.on_click(lambda _: self._cancel())
         self.retry_button.on_click(lambda _: self._retry())
+        self.stale_note = widgets.HTML(stale_note_html(batch.name))  # shown by the page once the kernel is gone
+        self.stale_note.add_class("agent-nb-stale-note")
+        self.liveness = Liveness()
         header = widgets.HBox([self.title, self.bar, self.counter],
                               layout=widgets.Layout(align_items="center", width="100%"))
         buttons = widgets.HBox([self.cancel_button, self.retry_button])
-        super().__init__([header, self.summary, self.errors, buttons, self.note], **kwargs)
+        buttons.add_class("agent-nb-live-only")
+        super().__init__([header, self.summary, self.stale_note, self.errors, buttons, self.note, self.liveness],
+                         **kwargs)
         self.add_class("agent-nb-batch")
         self.updates = 0  # snapshots received
         self.redraws = 0  # snapshots drawn (each changed what the view shows)

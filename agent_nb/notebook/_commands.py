@@ -36,6 +36,7 @@ class Commands:
 
     runs: list[NotebookRun]
     mock: Any
+    shell: Any
 
     @property
     def store(self) -> RunStore:
@@ -84,14 +85,17 @@ class Commands:
 
     def _resume(self, words: list[str]) -> str | None:
         if words == ["--all"]:
-            records = [r for r in self.store.list(status=UNFINISHED, limit=200) if r.response_id]
+            records, batches = _unfinished(self.store, limit=200)
             followed = {h.run_id for h in self.runs if h.running}
             records = [r for r in records if r.run_id not in followed]
-            if not records:
-                return "No unfinished runs to re-attach to."
             for record in reversed(records):  # oldest first, like the cells that started them
                 self._show(NotebookRun.attach(self.agent(), record.run_id), None, wait=False)
-            return None
+            batch_magics = self.shell.magics_manager.registry.get("BatchMagics") if self.shell is not None else None
+            here = {name for name, b in getattr(batch_magics, "batches", {}).items() if b.working}
+            left = _batches_line([b for b in batches if b.name not in here])
+            if not records:
+                return "No unfinished runs to re-attach to." + (f" {left}" if left else "")
+            return left or None
         agent = self.agent()
         if len(words) == 3 and words[1] == "--agent":  # its tools answer the run's calls
             agent, words = self._named_agent(words[2]), words[:1]
@@ -168,17 +172,41 @@ class Commands:
 
 
 def unfinished_summary(store: RunStore) -> str | None:
-    """One line for %load_ext: how many of this machine's runs may still be going, and how to re-attach."""
+    """A line or two for %load_ext: how many of this machine's runs and batches may still be going, and how to
+    re-attach to each (a batch's runs are left to their batch, which follows them by itself)."""
     try:
-        records = [r for r in store.list(status=UNFINISHED, limit=1000) if r.response_id]
+        records, batches = _unfinished(store, limit=1000)
     except AgentNBError:
         return None
-    if not records:
-        return None
-    names = ", ".join(r.name or r.run_id for r in records[:3]) + (", …" if len(records) > 3 else "")
-    runs = "run is" if len(records) == 1 else "runs are"
-    return (f"agent-nb: {len(records)} {runs} unfinished on this machine ({names}); re-attach with "
-            "%agent resume --all, or %agent resume RUN_ID (%agent runs lists them).")
+    lines = []
+    if records:
+        names = ", ".join(r.name or r.run_id for r in records[:3]) + (", …" if len(records) > 3 else "")
+        runs = "run is" if len(records) == 1 else "runs are"
+        lines.append(f"agent-nb: {len(records)} {runs} unfinished on this machine ({names}); re-attach with "
+                     "%agent resume --all, or %agent resume RUN_ID (%agent runs lists them).")
+    if batches:
+        lines.append("agent-nb: " + _batches_line(batches))
+    return "\n".join(lines) or None
+
+
+def _unfinished(store: RunStore, *, limit: int) -> tuple[list[RunRecord], list[BatchInfo]]:
+    """The unfinished runs that belong to no batch, and the batches with unfinished items."""
+    records = [r for r in store.list(status=UNFINISHED, limit=limit) if r.response_id and "batch" not in r.labels]
+    batches = [b for b in store.ledger().list() if b.unfinished and b.state != "cancelled"]
+    return records, batches
+
+
+def _batches_line(batches: list[BatchInfo]) -> str:
+    """What to run to re-attach to unfinished batches (``""`` for none)."""
+    if not batches:
+        return ""
+    named = ", ".join(f"{b.name} ({b.unfinished:,} of {b.total:,} items unfinished)" for b in batches[:3])
+    more = ", …" if len(batches) > 3 else ""
+    which = "batch has" if len(batches) == 1 else "batches have"
+    again = f"%agent_batch --name {shlex.quote(batches[0].name)}" if len(batches) == 1 else \
+        "%agent_batch --name NAME"
+    return (f"{len(batches)} {which} unfinished items: {named}{more}; re-attach with {again} (%agent batches lists "
+            "them).")
 
 
 def split_words(line: str, prog: str) -> list[str]:
@@ -288,10 +316,12 @@ class _Help:
             "        [--max-output-tokens N] [--metadata KEY=VALUE] [-o NAME]\n"
             "    Start a batch: one background run per line of the cell, shown live; the same cell run again\n"
             "    re-attaches to its batch. %agent_batch --from VARIABLE [options]: one run per item of VARIABLE.\n"
+            "%agent_batch --name BATCH_NAME   re-attach to a stored batch, as it was started (after a restart)\n"
             "%agent runs [STATUS]             list the stored runs\n"
             "%agent batches                   list the stored batches, newest first\n"
             "%agent resume RUN_ID|TOKEN [--agent NAME]  re-attach to a run (from any kernel; NAME answers its calls)\n"
-            "%agent resume --all              re-attach to every unfinished run, one view each\n"
+            "%agent resume --all              re-attach to every unfinished run, one view each (a batch's runs\n"
+            "                                 are left to their batch: it says how to re-attach to that)\n"
             "%agent cancel RUN_ID|TOKEN       cancel a run\n"
             "%agent mock status|stop          the bundled mock server (its own process, shared by every kernel)\n"
             "%agent mock start|faults [--faults SPEC] [--options SPEC]\n"

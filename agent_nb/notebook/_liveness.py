@@ -1,5 +1,5 @@
-"""The live view's link to its kernel, seen from the page: it hides the saved view while the live one works, and
-says so plainly when the kernel behind it has gone.
+"""The live view's link to its kernel, seen from the page: it hides a run's saved view while the live one works,
+and says so plainly when the kernel behind a run's or a batch's view has gone.
 
 The standard widgets cannot notice that their kernel went away: after a restart they stay as they were, a
 spinning "in progress" with a Cancel button that does nothing. This small anywidget (front-end code that ships with
@@ -18,14 +18,16 @@ _ESM = """
 export default {
   render({ model, el }) {
     const key = model.get("run_key");
-    const saved = `.agent-nb-saved[data-agent-nb-run="${CSS.escape(key)}"]`;
     const style = document.createElement("style");
-    // While this live view is on the page, its saved twin (the output below it) stays out of sight.
-    style.textContent = `.jp-OutputArea-child:has(${saved}), ${saved} { display: none !important; }`;
-    document.head.appendChild(style);
-    // (The view is not in the page yet while it renders: find the run widget around it when needed.)
+    if (key) {
+      // While this live view is on the page, its saved twin (the output below it) stays out of sight.
+      const saved = `.agent-nb-saved[data-agent-nb-run="${CSS.escape(key)}"]`;
+      style.textContent = `.jp-OutputArea-child:has(${saved}), ${saved} { display: none !important; }`;
+      document.head.appendChild(style);
+    }
+    // (The view is not in the page yet while it renders: find the run's or batch's widget around it when needed.)
     const stale = () => {
-      const root = el.closest(".agent-nb-run");
+      const root = el.closest(".agent-nb-run, .agent-nb-batch");
       if (root) root.classList.add("agent-nb-stale");
     };
     // The comm only ever goes from live to dead once the view exists: the kernel restarted or died.
@@ -39,13 +41,17 @@ export default {
 """
 
 _CSS = """
-.agent-nb-run .agent-nb-stale-note { display: none; }
-.agent-nb-run.agent-nb-stale .agent-nb-stale-note { display: block; }
-.agent-nb-run.agent-nb-stale .agent-nb-live-only { display: none !important; }
-.agent-nb-run.agent-nb-stale { opacity: 0.85; }
+.agent-nb-run .agent-nb-stale-note, .agent-nb-batch .agent-nb-stale-note { display: none; }
+.agent-nb-run.agent-nb-stale .agent-nb-stale-note, .agent-nb-batch.agent-nb-stale .agent-nb-stale-note {
+  display: block;
+}
+.agent-nb-run.agent-nb-stale .agent-nb-live-only, .agent-nb-batch.agent-nb-stale .agent-nb-live-only {
+  display: none !important;
+}
+.agent-nb-run.agent-nb-stale, .agent-nb-batch.agent-nb-stale { opacity: 0.85; }
 /* ipywidgets marks each dead view with a broken-link icon; the note above says what happened, once. */
-.agent-nb-run.agent-nb-stale.jupyter-widgets-disconnected::before,
-.agent-nb-run.agent-nb-stale .jupyter-widgets-disconnected::before { display: none !important; }
+.agent-nb-stale.jupyter-widgets-disconnected::before,
+.agent-nb-stale .jupyter-widgets-disconnected::before { display: none !important; }
 .agent-nb-liveness { display: none; }
 /* Widget HTML is laid out for one-line labels; the reply and the notes are paragraphs. */
 .agent-nb-run .agent-nb-text .widget-html-content, .agent-nb-run .agent-nb-notes .widget-html-content {
@@ -64,13 +70,14 @@ _CSS = """
 
 
 class Liveness(anywidget.AnyWidget):  # type: ignore[misc]
-    """An invisible child of the run widget; ``run_key`` names the run's saved view in the page."""
+    """An invisible child of a run's or a batch's widget; ``run_key`` names a run's saved view in the page (a batch
+    has none: ``""``)."""
 
     _esm = _ESM
     _css = _CSS
-    run_key = traitlets.Unicode("", help="The key of the run whose saved view this live view stands for.").tag(
+    run_key = traitlets.Unicode("", help="The key of the run whose saved view this live view stands for, if any.").tag(
         sync=True)
 
-    def __init__(self, run_key: str) -> None:
+    def __init__(self, run_key: str = "") -> None:
         super().__init__(run_key=run_key)
         self.add_class("agent-nb-liveness")

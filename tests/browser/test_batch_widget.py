@@ -1,11 +1,15 @@
 """The batch widget in a real JupyterLab: it counts up while a cell blocks the kernel, ends red with its failures
-listed one line each, reads well in the light and the dark theme, and its Retry failed button finishes the batch.
+listed one line each, reads well in the light and the dark theme, and its Retry failed button finishes the batch;
+and through a kernel restart, its old view says it stopped updating and the new kernel re-attaches by name.
 
 A ``%%agent_batch`` cell of 30 prompts runs on an in-kernel mock where 30% of the responses fail (``fail_rate``) and
 each run takes about two seconds, five at a time, one attempt each, so some items always fail. The next cell sleeps
 for six seconds: the widget must keep counting meanwhile. Once the batch has ended the faults are cleared and Retry
-failed is clicked: the batch must end with every item done, and ``%agent batches`` must list it so. Screenshots go to
-``tests/artifacts/`` (gitignored).
+failed is clicked: the batch must end with every item done, and ``%agent batches`` must list it so.
+
+The restart notebook has nothing configured, so its batch runs on the bundled mock (its own process), which outlives
+the kernel: restarted mid-batch, the new kernel's ``%load_ext`` names the batch, ``%agent_batch --name`` re-attaches,
+and the batch ends with one create per item. Screenshots go to ``tests/artifacts/`` (gitignored).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from .lab import (
     Lab,
     contrast,
     drive_with_diagnostics,
+    expect_kernel_idle,
     open_notebook,
     prompt_of,
     run_cell,
@@ -45,10 +50,25 @@ CELLS = [
 ]
 
 
-def _counted(widget: Locator) -> int:
+RESTART_NOTEBOOK = "agent_batch_restart.ipynb"
+RESTART_ITEMS = 24
+RESTART_CELLS = [
+    "%load_ext agent_nb",
+    "%%agent_batch --name overnight --concurrency 4 --metadata mock_options=tokens=150,tps=50,ttft=0\n"
+    + "\n".join(f"Extract the parties of contract {i}." for i in range(RESTART_ITEMS)),
+    "%load_ext agent_nb",  # in the new kernel, after the restart
+    "%agent_batch --name overnight -o batch",
+    "import httpx\nfrom agent_nb._bundled import find_bundled\nbatch.wait(120)\n"
+    "health = httpx.get(f'{find_bundled().base_url}/mock/health', timeout=10).json()\n"
+    "print('CREATES', health['creates'], 'ATTEMPTS', sum(r.attempts for r in batch.results()),\n"
+    "      'DONE', batch.progress.done, batch.progress.state)",
+]
+
+
+def _counted(widget: Locator, items: int = ITEMS) -> int:
     """How many items the widget's counter says have ended (``12/30 · 40%``)."""
     shown = re.match(r"\s*(\d+)/(\d+)", widget.locator(".widget-hbox .widget-html").nth(1).inner_text())
-    assert shown and int(shown.group(2)) == ITEMS, widget.inner_text()
+    assert shown and int(shown.group(2)) == items, widget.inner_text()
     return int(shown.group(1))
 
 
@@ -147,3 +167,55 @@ def _drive_the_batch(lab: Lab, page: Page) -> None:
     use_theme(page, "JupyterLab Light")
     widget.scroll_into_view_if_needed()
     shot(page, "batch-5-retried-light")
+
+
+def test_after_a_kernel_restart_the_batch_view_says_so_and_the_batch_is_reattached_by_name(lab: Lab,
+                                                                                         page: Page) -> None:
+    drive_with_diagnostics(lab, page, _drive_the_restart, "batch-restart-failure")
+
+
+def _drive_the_restart(lab: Lab, page: Page) -> None:
+    lab.add_notebook(RESTART_NOTEBOOK, RESTART_CELLS)
+    cells = open_notebook(lab, page, RESTART_NOTEBOOK, len(RESTART_CELLS))
+    run_cell(page, cells, 0)
+    wait_cell_done(cells.nth(0), 30)
+    run_cell(page, cells, 1)
+    first = cells.nth(1)
+    widget = first.locator(".agent-nb-batch")
+    expect(widget).to_be_visible(timeout=30_000)
+    wait_until(lambda: _counted(widget, RESTART_ITEMS) >= 4, 60, "four items done before the restart")
+    note = widget.locator(".agent-nb-stale-note")
+    expect(note).to_be_hidden()  # while the kernel is alive
+
+    page.locator(".jp-NotebookPanel-toolbar [data-command='notebook:restart-kernel']").click()
+    page.locator(".jp-Dialog .jp-mod-accept").first.click()
+    expect(widget).to_have_class(re.compile(r"\bagent-nb-stale\b"), timeout=30_000)
+    expect_kernel_idle(page)
+    expect(note).to_be_visible()
+    expect(note).to_contain_text("This view stopped updating")
+    expect(note).to_contain_text("%agent_batch --name overnight")
+    for gone in (widget.get_by_role("button", name="Cancel all"), widget.get_by_role("button", name="Retry failed")):
+        expect(gone).to_be_hidden()
+    icons = first.locator(".jupyter-widgets-disconnected").evaluate_all(
+        "els => els.filter(e => getComputedStyle(e, '::before').display !== 'none').length")
+    assert icons == 0, f"{icons} broken-link icons are showing"
+    widget.scroll_into_view_if_needed()
+    shot(page, "batch-restart-1-stale")
+
+    run_cell(page, cells, 2)
+    wait_cell_done(cells.nth(2), 30)
+    expect(cells.nth(2)).to_contain_text("1 batch has unfinished items: overnight (")
+    expect(cells.nth(2)).to_contain_text("re-attach with %agent_batch --name overnight")
+    run_cell(page, cells, 3)
+    again = cells.nth(3).locator(".agent-nb-batch")
+    expect(again).to_be_visible(timeout=30_000)
+    expect(again).to_contain_text("Re-attached to the stored batch overnight")
+    run_cell(page, cells, 4)
+    wait_cell_done(cells.nth(4), 150)
+    report = cells.nth(4).locator(".jp-OutputArea-output").first.inner_text()
+    assert re.search(rf"CREATES (\d+) ATTEMPTS \1 DONE {RESTART_ITEMS} completed", report), report
+    assert f"CREATES {RESTART_ITEMS} " in report, "an item was created twice across the restart"
+    expect(again.locator(".widget-html").nth(2)).to_contain_text(f"completed · {RESTART_ITEMS} done", timeout=10_000)
+    expect(widget).to_have_class(re.compile(r"\bagent-nb-stale\b"))  # the old kernel's view still says so
+    again.scroll_into_view_if_needed()
+    shot(page, "batch-restart-2-reattached")

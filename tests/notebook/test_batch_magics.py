@@ -3,12 +3,15 @@ shown live, re-attached when the cell runs again, and mistakes that read as one 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 from agent_nb.batch import Batch
 from agent_nb.notebook import BatchTable, BatchWidget
+from agent_nb.notebook._commands import unfinished_summary
 
 from ..helpers import wait_until
 
@@ -68,6 +71,67 @@ def test_the_same_cell_run_again_reattaches_to_its_batch(shell: InteractiveShell
     assert other_model.name != first.name
     named = batch_cell(shell, f"--wait --name reports {FAST}", "Alpha")
     assert named.name == "reports"
+
+
+MEDIUM = "--metadata mock_options=tokens=40,tps=100,ttft=0,queue_delay=0"  # about 0.4 s a run
+
+
+def test_an_empty_cell_with_the_name_reattaches_after_a_restart_and_nothing_runs_twice(
+        shell: InteractiveShell) -> None:
+    first = batch_cell(shell, f"--name restartable --concurrency 4 {MEDIUM}")
+    wait_until(lambda: first.progress.done >= 4, timeout=30, what="four items done")
+    first.stop()  # as a kernel restart would: the engine stops, the runs go on at the service
+    shell.magics_manager.registry["BatchMagics"].batches.clear()
+    assert "restartable (" in (unfinished_summary(first.store) or "")
+    assert "%agent_batch --name restartable" in (unfinished_summary(first.store) or "")
+    again = batch_cell(shell, "--name restartable --wait", "\n")
+    assert again is not first and again.progress.state == "completed" and again.progress.done == 30
+    assert again.concurrency == 4  # worked at the pace it was started with
+    widget = BatchWidget.for_batch(again)
+    assert re.search(r"Re-attached to the stored batch restartable: \d+ unfinished items", widget.note.value)
+    results = again.results()
+    assert all(r.status == "completed" and r.attempts == 1 for r in results)  # none was created twice
+    assert len({r.run_id for r in results}) == 30
+    assert unfinished_summary(again.store) is None
+    line_form = shell.run_line_magic("agent_batch", "--name restartable -o same")  # the line form too
+    assert line_form is None and shell.user_ns.pop("same").progress.done == 30
+
+
+def test_resume_all_leaves_a_batchs_runs_to_the_batch_and_says_how_to_reattach(shell: InteractiveShell) -> None:
+    batch = batch_cell(shell, f"--name 'long haul' --concurrency 3 {SLOW}")
+    wait_until(lambda: batch.progress.running == 3, timeout=30, what="three runs in flight")
+    batch.stop()
+    agent_magics = shell.magics_manager.registry["AgentMagics"]
+    agent_magics.runs.clear()
+    said = shell.run_line_magic("agent", "resume --all")
+    assert said == ("No unfinished runs to re-attach to. 1 batch has unfinished items: long haul (30 of 30 items "
+                    "unfinished); re-attach with %agent_batch --name 'long haul' (%agent batches lists them).")
+    assert agent_magics.runs == []  # no view per batch run: the batch follows its own
+    again = batch_cell(shell, "--name 'long haul'", "\n")
+    assert again.working
+    assert shell.run_line_magic("agent", "resume --all") == "No unfinished runs to re-attach to."  # worked here
+    again.cancel()
+    again.wait(60)
+
+
+def test_reattaching_says_what_is_wrong_with_the_name_or_the_options(shell: InteractiveShell) -> None:
+    with pytest.raises(UsageError, match="there is no stored batch 'ghost' to re-attach to"):
+        shell.run_cell_magic("agent_batch", "--name ghost", "\n")
+    batch_cell(shell, f"--name kept --wait {FAST}", "One")
+    with pytest.raises(UsageError, match="--model, --max-attempts only apply to new prompts: re-attaching to 'kept'"):
+        shell.run_line_magic("agent_batch", "--name kept --model o3 --max-attempts 2")
+
+
+def test_the_batch_view_carries_what_the_page_shows_once_its_kernel_is_gone(shell: InteractiveShell) -> None:
+    batch = batch_cell(shell, f"--name 'my filings' --wait {FAST}", "One")
+    widget = BatchWidget.for_batch(batch)
+    assert widget.liveness in widget.children and widget.liveness.run_key == ""
+    assert "agent-nb-stale-note" in widget.stale_note._dom_classes
+    assert "This view stopped updating" in widget.stale_note.value
+    assert "%agent_batch --name &#x27;my filings&#x27;" in widget.stale_note.value  # quoted, and escaped
+    live_only = [child for child in widget.children if "agent-nb-live-only" in child._dom_classes]
+    assert len(live_only) == 1 and widget.cancel_button in live_only[0].children  # hidden once the kernel is gone
+    assert widget.retry_button in live_only[0].children
 
 
 def test_a_cell_shown_again_while_its_batch_works_shows_the_same_batch(shell: InteractiveShell) -> None:
