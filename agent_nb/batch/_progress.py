@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import math
 import sys
 import time
 from collections.abc import Mapping
@@ -60,6 +61,14 @@ class BatchProgress:
         return self.done + self.failed + self.cancelled
 
     @property
+    def pause(self) -> float | None:
+        """Whole seconds left of a rate-limit pause of a running batch (at least 1), else None: a stopped batch
+        is not waiting on anything, and "resuming in 0s" says nothing."""
+        if self.state != "running" or self.rate_limited <= 0:
+            return None
+        return float(max(1, math.ceil(self.rate_limited)))
+
+    @property
     def fraction(self) -> float:
         return self.finished / self.total if self.total else 1.0
 
@@ -86,8 +95,8 @@ class BatchProgress:
             parts.append(f"ETA {format_duration(self.eta)}")
         else:
             parts.append(self.state)
-        if self.rate_limited > 0:
-            parts.append(f"rate-limited, resuming in {format_duration(self.rate_limited)}")
+        if self.pause is not None:
+            parts.append(f"rate-limited, resuming in {format_duration(self.pause)}")
         parts.append(format_duration(self.elapsed))
         return " · ".join(parts)
 

@@ -59,9 +59,9 @@ def summary_html(progress: BatchProgress) -> str:
     if p.state == "running":
         parts += [f"{p.throughput:.1f} items/s", f"ETA {format_duration(p.eta)}"]
     parts.append(f"elapsed {format_duration(p.elapsed)}")
-    if p.rate_limited > 0:
+    if p.pause is not None:
         parts.append(f'<span style="color:{colour("waiting")}">rate-limited, resuming in '
-                     f"{format_duration(p.rate_limited)}</span>")
+                     f"{format_duration(p.pause)}</span>")
     return " &middot; ".join(parts)
 
 

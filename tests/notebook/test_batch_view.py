@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from agent_nb.batch import BatchProgress
 from agent_nb.notebook import BatchWidget
-from agent_nb.notebook._batch_view import ERROR_WIDTH, REDRAWS_PER_SECOND
+from agent_nb.notebook._batch_view import ERROR_WIDTH, REDRAWS_PER_SECOND, summary_html
 
 from ..helpers import wait_until
 
@@ -94,6 +94,10 @@ def test_the_summary_shows_counts_throughput_eta_elapsed_and_a_rate_limit_pause(
     assert "418/500" in widget.counter.value and widget.bar.value == 418 and widget.bar.bar_style == ""
     assert not widget.cancel_button.disabled and not widget.retry_button.disabled
     assert widget._repr_mimebundle_()["text/plain"] == f"batch fake: {progress.summary()}"
+    almost = replace(progress, rate_limited=0.2)  # rounded up: never "resuming in 0s"
+    assert "resuming in 1s" in summary_html(almost) and "resuming in 1s" in almost.summary()
+    stopped = replace(progress, state="stopped")  # a stopped batch waits on nothing
+    assert "rate-limited" not in summary_html(stopped) and "rate-limited" not in stopped.summary()
 
 
 def test_the_bar_is_green_when_completed_and_amber_when_cancelled_or_stopped() -> None:
