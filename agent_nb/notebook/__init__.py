@@ -13,11 +13,12 @@ from ..batch import Batch
 from ._batch_magics import BatchMagics
 from ._batch_view import BatchWidget, batch_bundle
 from ._card import RunCard
-from ._commands import BatchTable, RunTable, unfinished_summary
+from ._commands import unfinished_summary
 from ._handle import NotebookRun
 from ._magics import AgentMagics
 from ._markdown import render_markdown
 from ._publish import remember_cell
+from ._tables import BatchTable, RunTable
 from ._widget import RunWidget
 
 __all__ = ["AgentMagics", "BatchMagics", "BatchTable", "BatchWidget", "NotebookRun", "RunCard", "RunTable",

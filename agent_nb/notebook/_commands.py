@@ -1,11 +1,10 @@
-"""``%agent COMMAND``: list, resume, cancel runs and manage the mock servers; and the table of stored runs."""
+"""``%agent COMMAND``: list, resume, cancel runs and batches, and manage the mock servers."""
 
 from __future__ import annotations
 
 import argparse
-import html
+import contextlib
 import shlex
-import time
 from typing import Any
 
 import httpx
@@ -13,15 +12,18 @@ from IPython.core.error import UsageError
 
 from .._agent import Agent
 from .._bundled import find_bundled, stop_bundled
-from .._errors import AgentNBError
+from .._errors import AgentNBError, StoredRunNotFound
 from .._loop import BackgroundLoop
 from .._store import RunRecord, RunStore
 from .._store._ledger import BatchInfo
 from .._store._record import STATUSES
 from ._handle import NotebookRun
+from ._tables import BatchTable, RunTable
 
-__all__ = ["UNFINISHED", "BatchTable", "Commands", "Parser", "RunTable", "split_words", "unfinished_summary"]
+__all__ = ["UNFINISHED", "Commands", "Parser", "split_words", "unfinished_summary"]
 
+#: How many runs ``%agent runs`` shows at most.
+RUNS_SHOWN = 50
 #: Runs the service may still be working on.
 UNFINISHED = ("starting", "queued", "in_progress", "waiting")
 
@@ -69,12 +71,41 @@ class Commands:
         raise UsageError(f"Unknown command %agent {command!r}. Try %agent help.")
 
     def _runs(self, words: list[str]) -> RunTable:
-        if len(words) > 1:
-            raise UsageError("Usage: %agent runs [STATUS]")
-        status = words[0] if words else None
+        parser = Parser(prog="%agent runs", add_help=False)
+        parser.add_argument("status", nargs="?")
+        parser.add_argument("--batch", metavar="NAME")
+        args = parser.parse_args(words)
+        status = args.status
         if status is not None and status not in STATUSES:
             raise UsageError(f"{status!r} is not a run status; use one of {', '.join(sorted(STATUSES))}.")
-        return RunTable(self.store.list(status=status, limit=50), status=status)
+        if args.batch is not None:
+            return self._batch_runs(args.batch, status)
+        records = self.store.list(status=status, limit=RUNS_SHOWN)
+        in_batches = sum(1 for r in records if "batch" in r.labels)
+        note = (f"{in_batches} of these runs belong to batches: %agent runs --batch NAME lists one batch's runs, "
+                "%agent batches the batches." if in_batches else None)
+        return RunTable(records, status=status, note=note)
+
+    def _batch_runs(self, name: str, status: str | None) -> RunTable:
+        """The runs of the batch ``name`` (each item's latest), newest first."""
+        items = self.store.ledger().items(name)
+        if not items and self.store.ledger().get(name) is None:
+            raise UsageError(f"%agent runs --batch {name}: there is no stored batch {name!r}; %agent batches lists "
+                             "them.")
+        records: list[RunRecord] = []
+        for item in reversed(items):  # the latest inputs first
+            if len(records) == RUNS_SHOWN:
+                break
+            if item.run_id is None:
+                continue
+            with contextlib.suppress(StoredRunNotFound):
+                record = self.store.get(item.run_id)
+                if status is None or record.status == status:
+                    records.append(record)
+        records.sort(key=lambda r: r.created_at, reverse=True)
+        shown = f"the latest {len(records)} of its {len(items):,} items" if len(records) == RUNS_SHOWN else None
+        return RunTable(records, status=status, note=f"Batch {name}: {shown}." if shown else None,
+                        empty=f"No {status + ' ' if status else ''}runs in batch {name} yet.")
 
     def _batches(self, words: list[str]) -> BatchTable:
         if words:
@@ -216,95 +247,6 @@ def split_words(line: str, prog: str) -> list[str]:
         raise UsageError(f"{prog}: cannot read the options ({exc}): close the quote, or escape it.") from None
 
 
-class RunTable:
-    """The store's runs as a table (HTML in a notebook, text elsewhere); a lost run says why."""
-
-    def __init__(self, records: list[RunRecord], status: str | None = None) -> None:
-        self.records = records
-        self.status = status
-
-    def rows(self) -> list[tuple[str, str, str, str, str]]:
-        now = time.time()
-        return [(r.name or r.prompt[:40].replace("\n", " "), _status(r), _age(now - r.created_at), f"{len(r.text):,}",
-                 r.run_id) for r in self.records]
-
-    def _empty(self) -> str:
-        return f"No {self.status} runs in the store." if self.status else "No runs in the store yet."
-
-    def __repr__(self) -> str:
-        if not self.records:
-            return self._empty()
-        header = ("name", "status", "age", "length", "run id")
-        rows = [header, *self.rows()]
-        widths = [max(len(row[i]) for row in rows) for i in range(5)]
-        return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
-
-    def _repr_html_(self) -> str:
-        if not self.records:
-            return f"<p>{self._empty()}</p>"
-        head = "".join(f"<th>{h}</th>" for h in ("name", "status", "age", "length", "run id"))
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows())
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-class BatchTable:
-    """The store's batches, newest first, with how many items are done, failed, running and waiting."""
-
-    HEADER = ("name", "state", "done", "failed", "running", "waiting", "total", "age")
-
-    def __init__(self, batches: list[BatchInfo]) -> None:
-        self.batches = batches
-
-    def rows(self) -> list[tuple[str, ...]]:
-        now = time.time()
-        return [(b.name, _batch_state(b), *(f"{_count(b, *s):,}" for s in _BATCH_COUNTS), f"{b.total:,}",
-                 _age(now - b.created_at)) for b in self.batches]
-
-    def __repr__(self) -> str:
-        if not self.batches:
-            return "No batches in the store yet."
-        rows = [self.HEADER, *self.rows()]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(self.HEADER))]
-        return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
-
-    def _repr_html_(self) -> str:
-        if not self.batches:
-            return "<p>No batches in the store yet.</p>"
-        head = "".join(f"<th>{h}</th>" for h in self.HEADER)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows())
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-#: The ledger's item statuses each column of a BatchTable adds up.
-_BATCH_COUNTS = (("completed", "incomplete"), ("failed",), ("claimed", "submitting", "running"), ("pending",))
-
-
-def _count(info: BatchInfo, *statuses: str) -> int:
-    return sum(info.counts.get(status, 0) for status in statuses)
-
-
-def _batch_state(info: BatchInfo) -> str:
-    """``cancelled``, ``completed`` (every item has ended) or ``unfinished`` (worked here or elsewhere, or not)."""
-    if info.state == "cancelled":
-        return "cancelled"
-    return "unfinished" if info.unfinished else "completed"
-
-
-def _status(record: RunRecord) -> str:
-    if record.status == "lost" and record.error:
-        code = record.error.get("code")
-        why = {"run_not_found": "the service no longer has it", "server_unreachable": "its server is gone"}
-        return f"lost: {why.get(str(code), code)}"
-    return record.status
-
-
-def _age(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f} {unit}"
-    return f"{seconds:.0f} s"
-
-
 class _Help:
     def __repr__(self) -> str:
         return (
@@ -317,7 +259,7 @@ class _Help:
             "    Start a batch: one background run per line of the cell, shown live; the same cell run again\n"
             "    re-attaches to its batch. %agent_batch --from VARIABLE [options]: one run per item of VARIABLE.\n"
             "%agent_batch --name BATCH_NAME   re-attach to a stored batch, as it was started (after a restart)\n"
-            "%agent runs [STATUS]             list the stored runs\n"
+            "%agent runs [STATUS] [--batch NAME]  list the stored runs (of one batch)\n"
             "%agent batches                   list the stored batches, newest first\n"
             "%agent resume RUN_ID|TOKEN [--agent NAME]  re-attach to a run (from any kernel; NAME answers its calls)\n"
             "%agent resume --all              re-attach to every unfinished run, one view each (a batch's runs\n"

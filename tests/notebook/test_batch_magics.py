@@ -3,6 +3,7 @@ shown live, re-attached when the cell runs again, and mistakes that read as one 
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -112,6 +113,28 @@ def test_resume_all_leaves_a_batchs_runs_to_the_batch_and_says_how_to_reattach(s
     assert shell.run_line_magic("agent", "resume --all") == "No unfinished runs to re-attach to."  # worked here
     again.cancel()
     again.wait(60)
+
+
+def test_agent_runs_lists_one_batchs_runs_and_says_how_many_shown_belong_to_batches(
+        shell: InteractiveShell) -> None:
+    shell.run_cell_magic("agent", f"--name solo --wait {FAST}", "A run of its own")
+    batch_cell(shell, f"--name small --wait {FAST}", "One\nTwo\nThree")
+    batch_cell(shell, f"--name 'big one' --wait {FAST}", "\n".join(f"Item {i}" for i in range(60)))
+    everything = shell.run_line_magic("agent", "runs")
+    assert len(everything.records) == 50 and everything.note is not None
+    assert everything.note.startswith("50 of these runs belong to batches: %agent runs --batch NAME")
+    assert repr(everything).endswith(everything.note) and html.escape(everything.note) in everything._repr_html_()
+    small = shell.run_line_magic("agent", "runs --batch small")
+    assert sorted(r.name for r in small.records) == [f"small/{r.key}" for r in sorted(
+        Batch.resume("small", start=False).results(), key=lambda r: f"small/{r.key}")]
+    assert small.note is None and all(r.labels["batch"] == "small" for r in small.records)
+    big = shell.run_line_magic("agent", "runs completed --batch 'big one'")
+    assert len(big.records) == 50 and big.note == "Batch big one: the latest 50 of its 60 items."
+    assert repr(shell.run_line_magic("agent", "runs failed --batch small")) == "No failed runs in batch small yet."
+    with pytest.raises(UsageError, match="there is no stored batch 'ghost'"):
+        shell.run_line_magic("agent", "runs --batch ghost")
+    with pytest.raises(UsageError, match="'soon' is not a run status"):
+        shell.run_line_magic("agent", "runs soon --batch small")
 
 
 def test_reattaching_says_what_is_wrong_with_the_name_or_the_options(shell: InteractiveShell) -> None:
