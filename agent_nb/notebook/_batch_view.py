@@ -129,6 +129,7 @@ class BatchWidget(widgets.VBox):  # type: ignore[misc]
         self._watching = False
         self._last_draw = float("-inf")
         self._cancelled = False
+        self._retried = 0  # items Retry failed sent again, until the batch ends
         self._closed = False
         self.display_handle: Any = None  # the output showing this view, whose plain text is brought up to date
         self._ended = False  # the final snapshot has been drawn (and sent to the display's plain text)
@@ -228,6 +229,11 @@ class BatchWidget(widgets.VBox):  # type: ignore[misc]
 
     def _end(self) -> None:
         self._ended = True
+        if self._retried and self.shown is not None:  # the note said "Retrying…": say how that went
+            failed = self.shown.failed
+            self.show_note(f"Retried {self._retried} failed item{'s' if self._retried != 1 else ''}: "
+                           + (f"{failed} failed again (batch.results() says why)." if failed else "all done."))
+            self._retried = 0
         if self.display_handle is not None:
             publish(self.display_handle.update, self)
 
@@ -254,13 +260,15 @@ class BatchWidget(widgets.VBox):  # type: ignore[misc]
         self.retry_button.disabled = True
         try:
             count = self.batch.retry_failed()
+            with self._lock:  # before the batch can end again, so that its end says how the retry went
+                self._retried = count
+                self.show_note(f"Retrying {count} failed item{'s' if count != 1 else ''}." if count else
+                               "No items had failed: there was nothing to retry.")
             if count and not self.batch.working:  # a batch that had ended is worked here again
                 self.batch.start()
         except AgentNBError as exc:
             self.show_note(f"Could not retry the failed items: {exc}")
             return
-        self.show_note(f"Retrying {count} failed item{'s' if count != 1 else ''}." if count else
-                       "No items had failed: there was nothing to retry.")
         self.refresh()
 
     # -- lifetime and fallbacks ---------------------------------------------------------------------------------

@@ -148,6 +148,8 @@ def _drive_the_batch(lab: Lab, page: Page) -> None:
     retry.click()
     expect(widget).to_contain_text(f"Retrying {failed} failed item", timeout=10_000)
     expect(summary).to_contain_text(f"completed · {ITEMS} done · 0 failed", timeout=60_000)
+    expect(widget).to_contain_text(f"Retried {failed} failed item", timeout=10_000)
+    expect(widget).to_contain_text("all done.")
     expect(errors).to_have_count(0)
     expect(retry).to_be_disabled()
     bar = widget.locator(".progress-bar").first

@@ -208,6 +208,8 @@ def test_retry_failed_sends_the_failed_items_again_after_the_batch_ended(shell: 
     batch.wait(30)
     widget.refresh()
     assert batch.progress.failed == 2 and widget.bar.bar_style == "danger"  # the mock fails them again
+    wait_until(lambda: "Retried 2 failed items: 2 failed again" in widget.note.value, timeout=10,
+               what="the note to say how the retry went")
 
 
 def test_cancel_all_cancels_a_working_batch(shell: InteractiveShell) -> None:
