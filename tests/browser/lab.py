@@ -155,3 +155,13 @@ def use_theme(page: Page, theme: str) -> None:
     expect(page.locator("#jupyterlab-splash")).to_have_count(0, timeout=15_000)  # the switch's splash is gone
 
 
+def restart_kernel(page: Page) -> None:
+    """The notebook toolbar's Restart button, and the dialog's Restart."""
+    page.locator(".jp-NotebookPanel-toolbar [data-command='notebook:restart-kernel']").click()
+    page.locator(".jp-Dialog .jp-mod-accept").first.click()
+
+
+def broken_link_icons(cell: Locator) -> int:
+    """How many of ipywidgets' broken-link icons (a view whose kernel is gone) show in ``cell``."""
+    return int(cell.locator(".jupyter-widgets-disconnected").evaluate_all(
+        "els => els.filter(e => getComputedStyle(e, '::before').display !== 'none').length"))

@@ -22,11 +22,13 @@ from playwright.sync_api import Locator, Page, expect
 from ..helpers import wait_until
 from .lab import (
     Lab,
+    broken_link_icons,
     contrast,
     drive_with_diagnostics,
     expect_kernel_idle,
     open_notebook,
     prompt_of,
+    restart_kernel,
     run_cell,
     shot,
     theme_colour,
@@ -189,8 +191,7 @@ def _drive_the_restart(lab: Lab, page: Page) -> None:
     note = widget.locator(".agent-nb-stale-note")
     expect(note).to_be_hidden()  # while the kernel is alive
 
-    page.locator(".jp-NotebookPanel-toolbar [data-command='notebook:restart-kernel']").click()
-    page.locator(".jp-Dialog .jp-mod-accept").first.click()
+    restart_kernel(page)
     expect(widget).to_have_class(re.compile(r"\bagent-nb-stale\b"), timeout=30_000)
     expect_kernel_idle(page)
     expect(note).to_be_visible()
@@ -198,8 +199,7 @@ def _drive_the_restart(lab: Lab, page: Page) -> None:
     expect(note).to_contain_text("%agent_batch --name overnight")
     for gone in (widget.get_by_role("button", name="Cancel all"), widget.get_by_role("button", name="Retry failed")):
         expect(gone).to_be_hidden()
-    icons = first.locator(".jupyter-widgets-disconnected").evaluate_all(
-        "els => els.filter(e => getComputedStyle(e, '::before').display !== 'none').length")
+    icons = broken_link_icons(first)
     assert icons == 0, f"{icons} broken-link icons are showing"
     widget.scroll_into_view_if_needed()
     shot(page, "batch-restart-1-stale")

@@ -28,11 +28,13 @@ from playwright.sync_api import Locator, Page, expect
 from ..helpers import wait_until
 from .lab import (
     Lab,
+    broken_link_icons,
     contrast,
     drive_with_diagnostics,
     expect_kernel_idle,
     open_notebook,
     prompt_of,
+    restart_kernel,
     run_cell,
     shot,
     theme_colour,
@@ -304,8 +306,7 @@ def _drive_the_restart(lab: Lab, page: Page) -> None:
     wait_until(lambda: _seconds_in(hidden.text_content() or "") >= 5, 30, "the saved view to be brought up to date")
 
     # Restart the kernel while the run goes on: the old view must not pretend.
-    page.locator(".jp-NotebookPanel-toolbar [data-command='notebook:restart-kernel']").click()
-    page.locator(".jp-Dialog .jp-mod-accept").first.click()
+    restart_kernel(page)
     expect(widget).to_have_class(re.compile(r"\bagent-nb-stale\b"), timeout=30_000)
     expect_kernel_idle(page)
     note = widget.locator(".agent-nb-stale-note")
@@ -315,8 +316,7 @@ def _drive_the_restart(lab: Lab, page: Page) -> None:
     for gone in (widget.get_by_role("button", name="Cancel"), widget.get_by_role("button", name="Resume"),
                  widget.locator(".widget-hbox .agent-nb-live-only")):
         expect(gone.first).to_be_hidden()
-    icons = first.locator(".jupyter-widgets-disconnected").evaluate_all(
-        "els => els.filter(e => getComputedStyle(e, '::before').display !== 'none').length")
+    icons = broken_link_icons(first)
     assert icons == 0, f"{icons} broken-link icons are showing"
     first.evaluate("el => el.scrollIntoView({block: 'start'})")
     shot(page, "restart-3-stale-dark")
