@@ -13,6 +13,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import dataclasses
 import heapq
 import itertools
 import threading
@@ -40,13 +41,14 @@ from ._progress import BatchProgress, Throughput
 from ._spec import BatchSpec
 from ._takeover import take_over
 from ._wire import lean_calls
-from ._writes import Writes
+from ._writes import Writes, warn_store_failed
 
 __all__ = ["Engine"]
 
 _TICK = 0.25  # seconds between looks at the whole batch (counts, cancellation, the end)
 _FLUSH = 0.05  # seconds between flushes of the batch's writes
 _CLAIM = 200  # items claimed at a time, at most
+_STORE_RETRY = 0.5  # seconds before claiming again after the store refused a claim
 
 
 class Engine:
@@ -73,6 +75,7 @@ class Engine:
         self.cancelling = False
         self.progress = BatchProgress(name, 0)
         self.errors: collections.deque[str] = collections.deque(maxlen=5)
+        self.store_error: StoreError | None = None  # the store refused a claim or a look, and has not since
         self.done = concurrent.futures.Future[BatchProgress]()
         self._functions = [t for t in agent.tools if isinstance(t, FunctionTool)]
         self.fast = spec.mode == "poll" and not spec.functions
@@ -174,7 +177,13 @@ class Engine:
                     await asyncio.wait_for(self._wake.wait(), 1.0)
                 continue
             await self.pacer.acquire()  # no claim while the batch is paused: the items would only wait here
-            items = await self.io(self._claim, min(free, _CLAIM))
+            try:
+                items = await self.io(self._claim, min(free, _CLAIM))
+            except StoreError as exc:  # nothing was claimed (one transaction): claim again once the store can
+                self._store_failed(exc)
+                await asyncio.sleep(_STORE_RETRY)
+                continue
+            self.store_error = None
             if not items:
                 self._wake.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -212,13 +221,17 @@ class Engine:
         next_beat = time.monotonic() + self.lease / 3
         while True:
             now = time.monotonic()
-            if now >= next_beat:
-                await self.io(self.ledger.heartbeat, self.name, self.owner, self.lease)
-                next_beat = now + self.lease / 3
-            if now >= next_adopt:
-                await take_over(self)
-                next_adopt = now + min(1.0, self.lease / 2)
-            self.progress = await self._measure()
+            try:  # a store that refuses writes or reads for a while must not end these looks
+                if now >= next_beat:
+                    await self.io(self.ledger.heartbeat, self.name, self.owner, self.lease)
+                    next_beat = now + self.lease / 3
+                if now >= next_adopt:
+                    await take_over(self)
+                    next_adopt = now + min(1.0, self.lease / 2)
+                self.progress = await self._measure()
+            except StoreError as exc:
+                self._store_failed(exc)
+                self.progress = dataclasses.replace(self.progress, store_error=str(exc))
             if self.on_progress is not None:
                 self.on_progress(self.progress)
             if self.progress.state != "running" and not self.flights and not len(self.writes):
@@ -265,7 +278,13 @@ class Engine:
         return BatchProgress.of_counts(self.name, counts, state=state, elapsed=time.time() - self._created_at,
                                        throughput=self._throughput.note(finished),
                                        rate_limited=self.pacer.pause_left(), throttled=self.pacer.rate_limited,
-                                       errors=tuple(self.errors))
+                                       errors=tuple(self.errors), store_error=_said(self.store_error or
+                                                                                    self.writes.error))
+
+    def _store_failed(self, exc: StoreError) -> None:
+        if self.store_error is None and self.writes.error is None:
+            warn_store_failed(self.name, exc)
+        self.store_error = exc
 
     # -- what the paths report ----------------------------------------------------------------------------------
     def _on_answer(self, status: int, headers: httpx.Headers) -> None:
@@ -323,3 +342,7 @@ class Engine:
         """Cancel a followed run at the service; its stream (or its polls) then see it end, as any other ending."""
         with contextlib.suppress(AgentNBError):
             await self.client.cancel(response_id)
+
+
+def _said(error: StoreError | None) -> str | None:
+    return str(error) if error is not None else None

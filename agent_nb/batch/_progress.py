@@ -47,6 +47,7 @@ class BatchProgress:
     rate_limited: float = 0.0  # seconds left of a Retry-After pause
     throttled: int = 0  # 429s this process met
     errors: tuple[str, ...] = field(default_factory=tuple)
+    store_error: str | None = None  # the run store refuses writes now (a full disk): the batch keeps trying
 
     @classmethod
     def of_counts(cls, name: str, counts: Mapping[str, int], *, state: str, **extra: Any) -> BatchProgress:
@@ -97,6 +98,8 @@ class BatchProgress:
             parts.append(self.state)
         if self.pause is not None:
             parts.append(f"rate-limited, resuming in {format_duration(self.pause)}")
+        if self.store_error:
+            parts.append(f"the run store refuses writes ({self.store_error}), retrying")
         parts.append(format_duration(self.elapsed))
         return " · ".join(parts)
 

@@ -18,7 +18,7 @@ from .._errors import StoredRunNotFound, StoreError, StoreWarning
 from .._store import RunStore
 from .._store._ledger import BatchLedger
 
-__all__ = ["Writes"]
+__all__ = ["Writes", "warn_store_failed"]
 
 
 class Writes:
@@ -76,10 +76,15 @@ class Writes:
                     for key, fields in items.items():
                         self._items[key] = {**fields, **self._items.get(key, {})}
                 if self.error is None:
-                    warnings.warn(StoreWarning(f"Batch {self.name!r}: the run store could not be written ({exc}); "
-                                               "the batch goes on and keeps trying."), stacklevel=2)
+                    warn_store_failed(self.name, exc)
                 self.error = exc
                 return False
             self.error = None
             self.committed = noted
             return True
+
+
+def warn_store_failed(name: str, exc: StoreError) -> None:
+    """The one warning of a spell in which the batch's store refuses writes (a full disk, a lost Redis)."""
+    warnings.warn(StoreWarning(f"Batch {name!r}: the run store could not be written ({exc}); the batch goes on and "
+                               "keeps trying."), stacklevel=3)

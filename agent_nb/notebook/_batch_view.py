@@ -59,6 +59,9 @@ def summary_html(progress: BatchProgress) -> str:
     if p.state == "running":
         parts += [f"{p.throughput:.1f} items/s", f"ETA {format_duration(p.eta)}"]
     parts.append(f"elapsed {format_duration(p.elapsed)}")
+    if p.store_error:
+        parts.append(f'<span style="color:{colour("failed")}">the run store refuses writes '
+                     f"({html.escape(p.store_error)}), retrying</span>")
     if p.pause is not None:
         parts.append(f'<span style="color:{colour("waiting")}">rate-limited, resuming in '
                      f"{format_duration(p.pause)}</span>")

@@ -96,6 +96,9 @@ def test_the_summary_shows_counts_throughput_eta_elapsed_and_a_rate_limit_pause(
     assert widget._repr_mimebundle_()["text/plain"] == f"batch fake: {progress.summary()}"
     almost = replace(progress, rate_limited=0.2)  # rounded up: never "resuming in 0s"
     assert "resuming in 1s" in summary_html(almost) and "resuming in 1s" in almost.summary()
+    full = replace(progress, store_error="database or <disk> is full")
+    assert "the run store refuses writes (database or &lt;disk&gt; is full), retrying" in summary_html(full)
+    assert "the run store refuses writes (database or <disk> is full), retrying" in full.summary()
     stopped = replace(progress, state="stopped")  # a stopped batch waits on nothing
     assert "rate-limited" not in summary_html(stopped) and "rate-limited" not in stopped.summary()
 
