@@ -59,9 +59,7 @@ class Batch:
         self.lease = lease
         self._ledger: BatchLedger = store.ledger()
         self._observers: list[Callable[[BatchProgress], None]] = []
-        ended = "cancelled" if info.state == "cancelled" else "completed"
-        self._progress = BatchProgress.of_counts(self.name, info.counts, state="running" if info.unfinished else ended,
-                                                 elapsed=time.time() - info.created_at)
+        self._progress = BatchProgress.of_info(info, elapsed=time.time() - info.created_at)
         self._engine: Engine | None = None
 
     # -- opening ------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from .._errors import AgentNBError, StoreError
 from .._items import OutputItems
 from .._polling import output_text
 from .._store import RunRecord, RunStore, new_run_id
-from .._store._ledger import BatchItem, BatchLedger, new_owner
+from .._store._ledger import BatchInfo, BatchItem, BatchLedger, new_owner
 from .._tools import FunctionTool
 from ._flight import Flight
 from ._followed import follow
@@ -265,21 +265,14 @@ class Engine:
         await gate
 
     async def _measure(self, final: bool = False) -> BatchProgress:
-        info = await self.io(self.ledger.get, self.name)
-        counts = info.counts if info is not None else {}
-        if info is not None and info.state == "cancelled" and not self.cancelling:
+        info = await self.io(self.ledger.get, self.name) or BatchInfo(self.name, {})
+        if info.state == "cancelled" and not self.cancelling:
             self._cancel_now()
-        open_ = counts.get("pending", 0) + counts.get("submitting", 0) + counts.get("running", 0)
-        if open_ == 0 and not self.flights:
-            state = "cancelled" if info is not None and info.state == "cancelled" else "completed"
-        else:
-            state = "stopped" if final else "running"
-        finished = sum(counts.get(status, 0) for status in ("completed", "incomplete", "failed", "cancelled"))
-        return BatchProgress.of_counts(self.name, counts, state=state, elapsed=time.time() - self._created_at,
-                                       throughput=self._throughput.note(finished),
-                                       rate_limited=self.pacer.pause_left(), throttled=self.pacer.rate_limited,
-                                       errors=tuple(self.errors), store_error=_said(self.store_error or
-                                                                                    self.writes.error))
+        progress = BatchProgress.of_info(info, working=bool(self.flights), stopped=final,
+                                         elapsed=time.time() - self._created_at, rate_limited=self.pacer.pause_left(),
+                                         throttled=self.pacer.rate_limited, errors=tuple(self.errors),
+                                         store_error=_said(self.store_error or self.writes.error))
+        return dataclasses.replace(progress, throughput=self._throughput.note(progress.finished))
 
     def _store_failed(self, exc: StoreError) -> None:
         if self.store_error is None and self.writes.error is None:

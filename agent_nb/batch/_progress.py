@@ -6,9 +6,10 @@ import collections
 import math
 import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
+
+from .._store._ledger import BatchInfo
 
 __all__ = ["BatchProgress", "TextProgress", "Throughput", "format_duration"]
 
@@ -50,9 +51,17 @@ class BatchProgress:
     store_error: str | None = None  # the run store refuses writes now (a full disk): the batch keeps trying
 
     @classmethod
-    def of_counts(cls, name: str, counts: Mapping[str, int], *, state: str, **extra: Any) -> BatchProgress:
-        """The snapshot of a batch whose items have these ledger statuses (``{"pending": 3, "completed": 9}``)."""
-        return cls(name, sum(counts.values()), done=counts.get("completed", 0) + counts.get("incomplete", 0),
+    def of_info(cls, info: BatchInfo, *, working: bool = False, stopped: bool = False, **extra: Any
+                ) -> BatchProgress:
+        """The snapshot of the stored batch ``info``: ``running`` while any item is open (or this process still
+        works on one: ``working``), ``stopped`` instead if this process stopped following it, else ``completed``
+        or ``cancelled``."""
+        counts = info.counts
+        if info.unfinished or working:
+            state = "stopped" if stopped else "running"
+        else:
+            state = "cancelled" if info.state == "cancelled" else "completed"
+        return cls(info.name, info.total, done=counts.get("completed", 0) + counts.get("incomplete", 0),
                    failed=counts.get("failed", 0), cancelled=counts.get("cancelled", 0),
                    running=sum(counts.get(status, 0) for status in ("claimed", "submitting", "running")),
                    waiting=counts.get("pending", 0), state=state, **extra)

@@ -141,7 +141,7 @@ class BatchMagics(Magics):  # type: ignore[misc]
         mode, attempts = args.mode or "poll", args.max_attempts or 3
         spec = BatchSpec.of(agent, options, mode=mode, max_attempts=attempts)
         name = args.name or cell_batch_name(inputs, spec)
-        stored = any(info.name == name for info in Batch.stored(agent.store))
+        stored = agent.store is not None and agent.store.ledger().get(name) is not None
         opened = Batch.open(agent, inputs, name=name, concurrency=args.concurrency or 64, mode=mode,
                             max_attempts=attempts, rate_limit=_rate(args), options=options, start=False)
         live = self.batches.get(name)
